@@ -1,0 +1,26 @@
+# Entry points for people and CI. `make run` and `make test` do their own set-up.
+.PHONY: setup run test lint format bench clean
+
+setup:
+	@bash devtools/setup.sh
+
+run: setup
+	@bash devtools/run.sh
+
+# Lint, then the whole suite against real FerretDB, Redis, gunicorn, nginx and Chromium.
+test: setup lint
+	.venv/bin/python -m pytest
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+format: setup
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+bench: setup
+	.venv/bin/python devtools/bench.py
+
+clean:
+	rm -rf .build .venv var .pytest_cache .ruff_cache

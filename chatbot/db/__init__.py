@@ -1,0 +1,28 @@
+"""The data layer: the only package that imports pymongo or bson."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from flask.typing import ResponseReturnValue
+from pymongo.errors import ConnectionFailure
+
+from chatbot.db.mongo import Mongo
+from chatbot.errors import ServiceUnavailableError, handle_api_error
+
+__all__ = ["Mongo", "init_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _database_unavailable(exc: ConnectionFailure) -> ResponseReturnValue:
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return handle_api_error(
+        ServiceUnavailableError("The database is unavailable; try again shortly.")
+    )
+
+
+def init_app(app: Flask) -> None:
+    """Answer 503 in the common envelope when the database cannot be reached."""
+    app.register_error_handler(ConnectionFailure, _database_unavailable)

@@ -1,0 +1,87 @@
+"""One Redis connection pool per worker process, guarded by a circuit breaker.
+
+The cache, the rate limiter and the per-user locks all share this pool. During a
+Redis outage the breaker opens after the first failure, so each request pays no
+Redis timeout at all until the next trial, instead of one timeout per command.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pybreaker
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from chatbot.settings import Settings
+
+
+def _is_not_an_outage(exc: BaseException) -> bool:
+    """Let command errors (WRONGTYPE, NOSCRIPT, ...) through without tripping the breaker."""
+    return not isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError))
+
+
+class BreakerConnection(redis.Connection):
+    """A redis-py connection whose connects and reads pass through a shared breaker."""
+
+    def __init__(self, *, breaker: pybreaker.CircuitBreaker, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.breaker = breaker
+
+    def _guarded(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            with self.breaker.calling():
+                return fn(*args, **kwargs)
+        except pybreaker.CircuitBreakerError as exc:
+            # A read may have been skipped: the socket's state is unknown, so drop it.
+            self.disconnect()
+            raise redis.ConnectionError(f"Redis unavailable (circuit open): {exc}") from exc
+
+    def connect(self) -> None:
+        self._guarded(super().connect)
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        return self._guarded(super().read_response, *args, **kwargs)
+
+
+class RedisStore:
+    """Holds the worker's Redis pool; build it with `init_app` after the fork."""
+
+    def __init__(self) -> None:
+        self.pool: redis.ConnectionPool | None = None
+        self.client: redis.Redis | None = None
+        self.breaker: pybreaker.CircuitBreaker | None = None
+        self.prefix = ""
+
+    def init_app(self, settings: Settings) -> None:
+        self.prefix = settings.redis_key_prefix
+        self.breaker = pybreaker.CircuitBreaker(
+            fail_max=1,
+            reset_timeout=settings.redis_breaker_reset_s,
+            exclude=[_is_not_an_outage],
+            name="redis",
+        )
+        # redis-py pools check the pid on every checkout and rebuild themselves in a
+        # forked child, so one pool object per app is one pool per worker process.
+        self.pool = redis.ConnectionPool.from_url(
+            settings.redis_url,
+            connection_class=BreakerConnection,
+            breaker=self.breaker,
+            socket_timeout=settings.redis_socket_timeout_s,
+            socket_connect_timeout=settings.redis_connect_timeout_s,
+            max_connections=settings.redis_max_connections,
+            # No retries: a retry against a dead server only doubles the wait.
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=30,
+        )
+        self.client = redis.Redis(connection_pool=self.pool, retry=Retry(NoBackoff(), 0))
+
+    def key(self, *parts: str) -> str:
+        """Build a namespaced key, e.g. key("lock", user_id) -> "chatbot:lock:<id>"."""
+        return self.prefix + ":".join(parts)
+
+    def ping(self) -> None:
+        """Ping Redis once; raise redis.RedisError when it is unreachable."""
+        assert self.client is not None, "RedisStore.init_app was not called"
+        self.client.ping()

@@ -1,0 +1,149 @@
+"""Settings for the service, read once from the environment.
+
+Every value has a documented default (see docs/configuration.md); secrets come only
+from the environment, and production refuses to start without them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+ENVIRONMENTS = ("development", "testing", "production")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# A placeholder that is fine on a laptop and refused in production.
+DEV_SECRET_KEY = "dev-insecure-secret-key"  # noqa: S105 -- a known placeholder, refused in production
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _str(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip()
+    return value if value else default
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _str(env, name, default)
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings; build with `Settings.from_env()`."""
+
+    env: str = "development"
+    secret_key: str = DEV_SECRET_KEY
+    instance_id: str = "local"
+    log_level: str = "INFO"
+
+    mongo_uri: str = "mongodb://127.0.0.1:27017/"
+    mongo_db: str = "chatbot"
+    mongo_server_selection_timeout_ms: int = 2000
+    mongo_connect_timeout_ms: int = 2000
+    mongo_socket_timeout_ms: int = 5000
+    mongo_max_pool_size: int = 50
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_socket_timeout_s: float = 0.5
+    redis_connect_timeout_s: float = 0.5
+    redis_max_connections: int = 50
+    redis_breaker_reset_s: float = 2.0
+    redis_key_prefix: str = "chatbot:"
+
+    health_timeout_s: float = 0.3
+    max_content_length: int = 64 * 1024
+    rate_limit_default: str = "120 per minute"
+    cache_default_timeout_s: int = 60
+    compress_level: int = 4
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting from `env` (default: os.environ); raise ConfigError if invalid."""
+        env = os.environ if env is None else env
+        d = cls()
+        settings = cls(
+            env=_choice(env, "CHATBOT_ENV", d.env, ENVIRONMENTS),
+            secret_key=_str(env, "SECRET_KEY", ""),
+            instance_id=_str(env, "INSTANCE_ID", socket.gethostname()),
+            log_level=_choice(env, "LOG_LEVEL", d.log_level, LOG_LEVELS),
+            mongo_uri=_str(env, "MONGO_URI", d.mongo_uri),
+            mongo_db=_str(env, "MONGO_DB", d.mongo_db),
+            mongo_server_selection_timeout_ms=_int(
+                env, "MONGO_SERVER_SELECTION_TIMEOUT_MS", d.mongo_server_selection_timeout_ms, 1
+            ),
+            mongo_connect_timeout_ms=_int(
+                env, "MONGO_CONNECT_TIMEOUT_MS", d.mongo_connect_timeout_ms, 1
+            ),
+            mongo_socket_timeout_ms=_int(
+                env, "MONGO_SOCKET_TIMEOUT_MS", d.mongo_socket_timeout_ms, 1
+            ),
+            mongo_max_pool_size=_int(env, "MONGO_MAX_POOL_SIZE", d.mongo_max_pool_size, 1),
+            redis_url=_str(env, "REDIS_URL", d.redis_url),
+            redis_socket_timeout_s=_float(
+                env, "REDIS_SOCKET_TIMEOUT_S", d.redis_socket_timeout_s, 0.01
+            ),
+            redis_connect_timeout_s=_float(
+                env, "REDIS_CONNECT_TIMEOUT_S", d.redis_connect_timeout_s, 0.01
+            ),
+            redis_max_connections=_int(env, "REDIS_MAX_CONNECTIONS", d.redis_max_connections, 1),
+            redis_breaker_reset_s=_float(
+                env, "REDIS_BREAKER_RESET_S", d.redis_breaker_reset_s, 0.1
+            ),
+            redis_key_prefix=_str(env, "REDIS_KEY_PREFIX", d.redis_key_prefix),
+            health_timeout_s=_float(env, "HEALTH_TIMEOUT_S", d.health_timeout_s, 0.05),
+            max_content_length=_int(env, "MAX_CONTENT_LENGTH", d.max_content_length, 1024),
+            rate_limit_default=_str(env, "RATE_LIMIT_DEFAULT", d.rate_limit_default),
+            cache_default_timeout_s=_int(
+                env, "CACHE_DEFAULT_TIMEOUT_S", d.cache_default_timeout_s, 1
+            ),
+            compress_level=_int(env, "COMPRESS_LEVEL", d.compress_level, 1),
+        )
+        return settings.checked()
+
+    def checked(self) -> Settings:
+        """Fill the dev secret outside production; refuse to run production without one."""
+        if self.env == "production" and self.secret_key in ("", DEV_SECRET_KEY):
+            raise ConfigError(
+                "SECRET_KEY is required when CHATBOT_ENV=production; "
+                'generate one with: python -c "import secrets; print(secrets.token_hex(32))"'
+            )
+        if self.secret_key:
+            return self
+        return replace(self, secret_key=DEV_SECRET_KEY)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"

@@ -1,0 +1,107 @@
+"""gunicorn settings for chatbot, written for the operator who tunes them.
+
+Every knob reads an environment variable first, so one file serves laptops and
+servers. Start with: gunicorn -c gunicorn.conf.py wsgi:app
+Hooks say which process they run in: the master (arbiter) or a worker.
+"""
+
+import multiprocessing
+import os
+
+import psutil
+
+from chatbot.logs import LOG_FORMAT, RENAME_FIELDS
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+# --- Socket ---------------------------------------------------------------
+# Where this instance listens. Keep it on loopback: nginx is the only client.
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+# Pending connections the kernel queues while every thread is busy.
+backlog = _env_int("GUNICORN_BACKLOG", 2048)
+
+# --- Workers --------------------------------------------------------------
+# One worker process per CPU: Python runs one thread at a time per process.
+workers = _env_int("WEB_CONCURRENCY", multiprocessing.cpu_count())
+# Threaded workers overlap the waits on MongoDB and Redis inside each process and
+# keep nginx's upstream connections alive (sync workers close every connection).
+# Measured in docs/performance.md: threads x workers bounds in-flight requests.
+worker_class = "gthread"
+threads = _env_int("GUNICORN_THREADS", 8)
+# A worker silent for this long is killed and replaced. Keep it well above the
+# MongoDB and Redis timeouts so an outage turns into 503s, not killed workers.
+timeout = _env_int("GUNICORN_TIMEOUT", 30)
+# Seconds a worker gets to finish in-flight requests after TERM or a reload.
+graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 20)
+# Idle seconds an nginx keepalive connection is held. Must exceed nginx's
+# upstream keepalive_timeout (4 s in nginx/) so gunicorn never closes first.
+keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
+# Recycle each worker after this many requests (plus jitter, so they do not all
+# restart together) to bound slow leaks. 0 disables.
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 10000)
+max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 1000)
+# Retire a worker gracefully once its resident memory passes this many MiB
+# (gunicorn has no memory limit of its own). 0 disables.
+max_worker_rss_mb = _env_int("GUNICORN_MAX_WORKER_RSS_MB", 512)
+# Import the app in each worker, after the fork: PyMongo clients must not cross a fork.
+preload_app = False
+
+# --- Proxy ----------------------------------------------------------------
+# Trust X-Forwarded-* only from nginx on this host.
+forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+proc_name = "chatbot-" + os.environ.get("INSTANCE_ID", "local")
+
+# --- Logging --------------------------------------------------------------
+# nginx writes the access log (with $request_id); gunicorn's would duplicate it.
+# GUNICORN_ACCESS_LOG=1 turns gunicorn's on (JSON, on stdout) for debugging.
+access_log_on = os.environ.get("GUNICORN_ACCESS_LOG", "0") == "1"
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}i)s'
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# gunicorn's own messages use the app's JSON format on stdout.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": LOG_FORMAT,
+            "rename_fields": RENAME_FIELDS,
+        }
+    },
+    "filters": {"context": {"()": "chatbot.logs.RequestContextFilter"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["context"],
+            "stream": "ext://sys.stdout",
+        }
+    },
+    # The app adds its own root handler in each worker (chatbot.logs.configure_logging).
+    "root": {"level": loglevel.upper(), "handlers": []},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stdout"], "level": loglevel.upper(), "propagate": False},
+        "gunicorn.access": {
+            "handlers": ["stdout"],
+            "level": "INFO" if access_log_on else "WARNING",
+            "propagate": False,
+        },
+    },
+}
+
+
+# --- Hooks ----------------------------------------------------------------
+def post_request(worker, req, environ, resp):
+    """Worker process: retire this worker gracefully when it has grown too large."""
+    if not max_worker_rss_mb:
+        return
+    rss_mb = psutil.Process().memory_info().rss / 2**20
+    if rss_mb > max_worker_rss_mb and worker.alive:
+        worker.log.warning(
+            "worker %s uses %.0f MiB > %s MiB; retiring it", worker.pid, rss_mb, max_worker_rss_mb
+        )
+        # alive=False lets in-flight requests finish, then the master forks a fresh worker.
+        worker.alive = False

@@ -1,0 +1,5 @@
+"""WSGI entry point for gunicorn: `gunicorn -c gunicorn.conf.py wsgi:app`."""
+
+from chatbot import create_app
+
+app = create_app()
