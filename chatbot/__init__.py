@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app; no I/O happens here (connections open lazily in each worker)."""
     from chatbot import db, errors, health, logs, middleware
-    from chatbot.extensions import cache, compress, limiter, mongo, redis_store
+    from chatbot.extensions import cache, compress, make_limiter, mongo, redis_store
 
     settings = settings or Settings.from_env()
     logs.configure_logging(settings.log_level, settings.instance_id)
@@ -30,13 +30,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         CACHE_TYPE="chatbot.extensions.redis_cache_factory",
         CACHE_KEY_PREFIX=settings.redis_key_prefix + "cache:",
         CACHE_DEFAULT_TIMEOUT=settings.cache_default_timeout_s,
-        # flask-limiter: counters in Redis; per-process memory while Redis is down.
-        RATELIMIT_STORAGE_URI=settings.redis_url,
-        RATELIMIT_KEY_PREFIX=settings.redis_key_prefix + "rl",
-        RATELIMIT_DEFAULT=settings.rate_limit_default,
-        RATELIMIT_HEADERS_ENABLED=True,
-        RATELIMIT_SWALLOW_ERRORS=True,
-        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         # flask-compress owns compression (nginx passes bodies through untouched).
         COMPRESS_ALGORITHM=["br", "gzip"],
         COMPRESS_LEVEL=settings.compress_level,
@@ -47,14 +40,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     # nginx is the only client of gunicorn (bound to loopback); trust its one hop.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
 
+    # First, so every later hook (the limiter's too) logs with the request id.
+    middleware.init_app(app)
     mongo.init_app(settings)
     redis_store.init_app(settings)
-    app.config["RATELIMIT_STORAGE_OPTIONS"] = {"connection_pool": redis_store.pool}
     cache.init_app(app)
     compress.init_app(app)
-    limiter.init_app(app)
+    limiter = make_limiter(app, settings)
+    # Probes must never be rate limited.
+    limiter.exempt(health.bp)
 
-    middleware.init_app(app)
     errors.init_app(app)
     db.init_app(app)
     app.register_blueprint(health.bp)

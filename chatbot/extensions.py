@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import Flask
 from flask_caching import Cache
 from flask_compress import Compress
 from flask_limiter import Limiter
@@ -9,12 +10,35 @@ from flask_limiter.util import get_remote_address
 
 from chatbot.db import Mongo
 from chatbot.redis_store import RedisStore
+from chatbot.settings import Settings
 
 mongo = Mongo()
 redis_store = RedisStore()
 cache = Cache()
 compress = Compress()
-limiter = Limiter(key_func=get_remote_address)
+
+
+def make_limiter(app: Flask, settings: Settings) -> Limiter:
+    """Bind a rate limiter to `app`, its counters in Redis on the shared pool.
+
+    One Limiter per app: flask-limiter keeps the first app's storage and limits
+    on the object, so a module-level one cannot serve several apps (the tests make many).
+    While Redis is down it counts in process memory instead of failing requests.
+    """
+    return Limiter(
+        key_func=get_remote_address,
+        app=app,
+        storage_uri=settings.redis_url,
+        # The storage's own prefix (not flask-limiter's) decides the Redis key names.
+        storage_options={
+            "connection_pool": redis_store.pool,
+            "key_prefix": settings.redis_key_prefix + "rl",
+        },
+        default_limits=[settings.rate_limit_default],
+        headers_enabled=True,
+        swallow_errors=True,
+        in_memory_fallback_enabled=True,
+    )
 
 
 def redis_cache_factory(app, config, args, kwargs):

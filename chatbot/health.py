@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from chatbot import __version__
-from chatbot.extensions import limiter, mongo, redis_store
+from chatbot.extensions import mongo, redis_store
 
 bp = Blueprint("health", __name__)
 _process = psutil.Process()
@@ -31,14 +31,12 @@ def _probe(check: Callable[[], None]) -> dict[str, Any]:
 
 
 @bp.get("/livez")
-@limiter.exempt
 def livez() -> ResponseReturnValue:
     """Answer 200 while the process can serve requests; touches no dependency."""
     return jsonify(status="ok", instance=current_app.config["INSTANCE_ID"], version=__version__)
 
 
 @bp.get("/health")
-@limiter.exempt
 def health() -> ResponseReturnValue:
     """Ping MongoDB and Redis: 200 ok, 200 degraded without Redis, 503 without MongoDB."""
     timeout = current_app.config["HEALTH_TIMEOUT_S"]

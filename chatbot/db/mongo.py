@@ -25,6 +25,7 @@ class Mongo:
         self._lock = threading.Lock()
 
     def init_app(self, settings: Settings) -> None:
+        self.close()  # a new app (tests make many) must not reuse another app's client
         self._settings = settings
 
     @property

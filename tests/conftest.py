@@ -1,0 +1,98 @@
+"""Fixtures: real FerretDB and Redis for the session, one database and key prefix per test.
+
+Set MONGO_URI (any MongoDB 6+) or REDIS_URL to test against servers of your own
+instead of the ones the harness starts.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pymongo
+import pytest
+import redis
+
+from chatbot import create_app
+from chatbot.settings import Settings
+from tests.harness import FerretDB, Redis
+
+
+@pytest.fixture(scope="session")
+def ferretdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerretDB | None]:
+    """The harness's FerretDB, or None when MONGO_URI points at an outside server."""
+    if os.environ.get("MONGO_URI"):
+        yield None
+        return
+    server = FerretDB(tmp_path_factory.mktemp("ferretdb"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis | None]:
+    """The harness's Redis, or None when REDIS_URL points at an outside server."""
+    if os.environ.get("REDIS_URL"):
+        yield None
+        return
+    server = Redis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(ferretdb: FerretDB | None) -> str:
+    return ferretdb.uri if ferretdb else os.environ["MONGO_URI"]
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: Redis | None) -> str:
+    return redis_server.url if redis_server else os.environ["REDIS_URL"]
+
+
+@pytest.fixture
+def settings(mongo_uri: str, redis_url: str) -> Iterator[Settings]:
+    """Settings for one test: its own database and Redis key prefix, dropped afterwards."""
+    tag = uuid.uuid4().hex[:12]
+    s = replace(
+        Settings(),
+        env="testing",
+        instance_id="test",
+        mongo_uri=mongo_uri,
+        mongo_db=f"test_{tag}",
+        redis_url=redis_url,
+        redis_key_prefix=f"test:{tag}:",
+    ).checked()
+    yield s
+    with pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=2000) as client:
+        client.drop_database(s.mongo_db)
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{s.redis_key_prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def app(settings: Settings):
+    app = create_app(settings)
+    app.config.update(TESTING=True)
+    yield app
+    from chatbot.extensions import mongo
+
+    mongo.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def tmp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")

@@ -1,0 +1,168 @@
+"""Start and stop the real services the tests talk to, on free loopback ports.
+
+Each service runs as a child process with its data in a throw-away directory and
+its output in a log file there; `stop()` and `start()` can be called again to
+simulate an outage on the same port.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FERRETDB_BIN = ROOT / ".build" / "ferretdb"
+sys.path.insert(0, str(ROOT / "devtools"))
+from render_nginx import render as render_nginx  # noqa: E402 -- devtools is not a package
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+class Service:
+    """A child process listening on one port; subclasses say how to launch it."""
+
+    name = "service"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log_path = workdir / f"{self.name}.log"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        # A session of its own, so stop() can signal the whole process group.
+        self.proc = subprocess.Popen(
+            self.command(),
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        try:
+            wait_for_port(self.port, proc=self.proc)
+        except (RuntimeError, TimeoutError):
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start; log:\n{self.log_tail()}") from None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = None
+            return
+        os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class FerretDB(Service):
+    name = "ferretdb"
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/"
+
+    def command(self) -> list[str]:
+        if not FERRETDB_BIN.exists():
+            raise RuntimeError("FerretDB is not built: run `make setup`")
+        return [
+            str(FERRETDB_BIN),
+            f"-listen=127.0.0.1:{self.port}",
+            f"-data={self.workdir / 'data'}",
+        ]
+
+
+class Redis(Service):
+    name = "redis"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def command(self) -> list[str]:
+        return [
+            "redis-server",
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--dir", str(self.workdir),
+            "--save", "",
+            "--appendonly", "no",
+        ]  # fmt: skip
+
+
+class Gunicorn(Service):
+    name = "gunicorn"
+
+    def __init__(self, workdir: Path, instance_id: str, app_env: dict[str, str]) -> None:
+        self.name = f"gunicorn-{instance_id}"
+        super().__init__(workdir)
+        self.instance_id = instance_id
+        self.app_env = app_env
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.app_env)
+        env.update(INSTANCE_ID=self.instance_id, GUNICORN_BIND=f"127.0.0.1:{self.port}")
+        return env
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+
+
+class Nginx(Service):
+    name = "nginx"
+
+    def __init__(self, workdir: Path, upstream_ports: list[int]) -> None:
+        super().__init__(workdir)
+        self.upstream_ports = upstream_ports
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        render_nginx(
+            self.workdir,
+            f"127.0.0.1:{self.port}",
+            [f"127.0.0.1:{p}" for p in self.upstream_ports],
+        )
+        return ["nginx", "-p", f"{self.workdir}/", "-c", "nginx.conf"]

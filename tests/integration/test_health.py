@@ -1,0 +1,88 @@
+"""Readiness against the real FerretDB and Redis, including real outages."""
+
+import time
+from dataclasses import replace
+
+import pytest
+
+from chatbot import create_app
+from tests.harness import FerretDB, Redis
+
+pytestmark = pytest.mark.integration
+
+
+def test_health_ok_reports_each_dependency(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ok"
+    assert body["instance"] == "test"
+    assert body["version"]
+    for name in ("mongodb", "redis"):
+        assert body["checks"][name]["status"] == "up"
+        assert body["checks"][name]["latency_ms"] >= 0
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = Redis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_ferretdb(tmp_path):
+    server = FerretDB(tmp_path / "ferretdb")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_redis_outage_degrades_then_recovers(settings, own_redis):
+    app = create_app(replace(settings, redis_url=own_redis.url, redis_breaker_reset_s=0.2))
+    client = app.test_client()
+    assert client.get("/health").get_json()["status"] == "ok"
+
+    own_redis.stop()
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["redis"]["status"] == "down"
+    assert body["checks"]["mongodb"]["status"] == "up"
+
+    own_redis.start()
+    time.sleep(0.3)  # past the breaker's reset interval
+    assert client.get("/health").get_json()["status"] == "ok"
+
+
+def test_database_outage_answers_503_quickly_then_recovers(settings, own_ferretdb):
+    app = create_app(replace(settings, mongo_uri=own_ferretdb.uri))
+    client = app.test_client()
+    assert client.get("/health").status_code == 200
+
+    own_ferretdb.stop()
+    started = time.monotonic()
+    response = client.get("/health")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["mongodb"]["status"] == "down"
+    # Probes need an answer, not a 30-second server-selection wait.
+    assert elapsed < 1.0
+
+    own_ferretdb.start()
+    deadline = time.monotonic() + 10
+    while client.get("/health").status_code != 200:
+        assert time.monotonic() < deadline, "health did not recover after the database returned"
+        time.sleep(0.1)
+
+
+def test_health_body_names_no_addresses(settings):
+    app = create_app(replace(settings, mongo_uri="mongodb://127.0.0.1:9/"))
+    body = app.test_client().get("/health").get_data(as_text=True)
+    assert "127.0.0.1" not in body
+    assert ":9" not in body
