@@ -7,12 +7,16 @@ simulate an outage on the same port.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,3 +170,28 @@ class Nginx(Service):
             [f"127.0.0.1:{p}" for p in self.upstream_ports],
         )
         return ["nginx", "-p", f"{self.workdir}/", "-c", "nginx.conf"]
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+def http(
+    method: str, url: str, body: dict | None = None, headers: dict | None = None, timeout=10.0
+) -> Reply:
+    """One HTTP request with the standard library; never raises on 4xx/5xx."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})  # noqa: S310 -- loopback URLs built by the harness
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 -- loopback URLs built by the harness
+            return Reply(response.status, dict(response.headers), response.read())
+    except urllib.error.HTTPError as exc:
+        return Reply(exc.code, dict(exc.headers), exc.read())

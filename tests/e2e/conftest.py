@@ -1,0 +1,81 @@
+"""The whole stack for end-to-end tests: FerretDB, Redis, two gunicorn instances, nginx.
+
+The stack has its own FerretDB and Redis, so the outage tests here can stop and
+restart them without disturbing the rest of the suite.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.harness import FerretDB, Gunicorn, Nginx, Redis, http
+
+
+@dataclass
+class Stack:
+    ferretdb: FerretDB | None
+    redis: Redis
+    apps: list[Gunicorn]
+    nginx: Nginx
+
+    @property
+    def url(self) -> str:
+        return self.nginx.url
+
+    def logs(self) -> str:
+        parts = [self.redis, *self.apps, self.nginx]
+        if self.ferretdb:
+            parts.insert(0, self.ferretdb)
+        return "\n".join(f"--- {p.name} ---\n{p.log_tail()}" for p in parts)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root: Path = tmp_path_factory.mktemp("e2e")
+    ferretdb = None if os.environ.get("MONGO_URI") else FerretDB(root / "ferretdb")
+    redis = Redis(root / "redis")
+    started: list = []
+    try:
+        for service in (ferretdb, redis):
+            if service:
+                service.start()
+                started.append(service)
+        app_env = {
+            "CHATBOT_ENV": "production",
+            "SECRET_KEY": "e2e-secret-key-not-for-real-use",
+            "MONGO_URI": ferretdb.uri if ferretdb else os.environ["MONGO_URI"],
+            "MONGO_DB": "e2e",
+            "REDIS_URL": redis.url,
+            "REDIS_BREAKER_RESET_S": "0.5",
+            "WEB_CONCURRENCY": "2",
+            "LOG_LEVEL": "INFO",
+        }
+        apps = [Gunicorn(root / name, name, app_env) for name in ("app1", "app2")]
+        for app in apps:
+            app.start()
+            started.append(app)
+        nginx = Nginx(root / "nginx", [app.port for app in apps])
+        nginx.start()
+        started.append(nginx)
+        stack = Stack(ferretdb, redis, apps, nginx)
+        wait_until_healthy(stack)
+        yield stack
+    finally:
+        for service in reversed(started):
+            service.stop()
+
+
+def wait_until_healthy(stack: Stack, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reply = http("GET", stack.url + "/health", timeout=2)
+        if reply.status == 200 and reply.json()["status"] == "ok":
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"stack never became healthy\n{stack.logs()}")
