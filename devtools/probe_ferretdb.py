@@ -146,7 +146,8 @@ def probe(uri: str) -> None:
     for w in workers:
         w.join()
     print(
-        f"concurrent upserts on one unique key: {racers.count_documents({})} document(s); outcomes {sorted(set(outcomes))}"
+        f"concurrent upserts on one unique key: {racers.count_documents({})} document(s); "
+        f"outcomes {sorted(set(outcomes))}"
     )
     client.drop_database("probe")
 
