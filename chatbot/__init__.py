@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
+from typing import Any
+
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from chatbot.settings import Settings
@@ -10,22 +14,36 @@ from chatbot.settings import Settings
 __version__ = "0.1.0"
 
 
+class JSONProvider(DefaultJSONProvider):
+    """ISO 8601 dates in JSON (Flask's default is the HTTP date format)."""
+
+    sort_keys = False
+
+    @staticmethod
+    def default(o: Any) -> Any:
+        if isinstance(o, (datetime, date)):
+            return o.isoformat()
+        return DefaultJSONProvider.default(o)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app; no I/O happens here (connections open lazily in each worker)."""
-    from chatbot import db, errors, health, logs, middleware
+    from chatbot import api, db, errors, health, logs, middleware
+    from chatbot.auth import Tokens
+    from chatbot.cli import cli
     from chatbot.extensions import cache, compress, make_limiter, mongo, redis_store
 
     settings = settings or Settings.from_env()
     logs.configure_logging(settings.log_level, settings.instance_id)
 
     app = Flask(__name__)
+    app.json = JSONProvider(app)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SETTINGS=settings,
         INSTANCE_ID=settings.instance_id,
         HEALTH_TIMEOUT_S=settings.health_timeout_s,
         MAX_CONTENT_LENGTH=settings.max_content_length,
-        JSON_SORT_KEYS=False,
         # flask-caching: Redis backend on the shared pool (see extensions.redis_cache_factory).
         CACHE_TYPE="chatbot.extensions.redis_cache_factory",
         CACHE_KEY_PREFIX=settings.redis_key_prefix + "cache:",
@@ -47,10 +65,25 @@ def create_app(settings: Settings | None = None) -> Flask:
     cache.init_app(app)
     compress.init_app(app)
     limiter = make_limiter(app, settings)
-    # Probes must never be rate limited.
-    limiter.exempt(health.bp)
+    app.extensions["chatbot.tokens"] = Tokens(settings.secret_key, settings.token_max_age_s)
 
     errors.init_app(app)
     db.init_app(app)
     app.register_blueprint(health.bp)
+    api.init_app(app)
+    app.cli.add_command(cli)
+
+    # Probes must never be rate limited; chat routes get their own, tighter limits.
+    limiter.exempt(health.bp)
+    limiter.limit(settings.chat_rate_limit, key_func=_client_key)(app.blueprints["chat"])
+    limiter.limit(settings.verify_rate_limit)(app.view_functions["chat.verify"])
     return app
+
+
+def _client_key() -> str:
+    """Rate-limit chat per token when there is one (many parents share a clinic's IP)."""
+    from flask import request
+    from flask_limiter.util import get_remote_address
+
+    auth = request.headers.get("Authorization", "")
+    return "t:" + auth[-32:] if auth.startswith("Bearer ") else "ip:" + get_remote_address()

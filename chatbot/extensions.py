@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
+import redis
 from flask import Flask
 from flask_caching import Cache
 from flask_compress import Compress
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
+from chatbot.chat.banks import BankRegistry
 from chatbot.db import Mongo
 from chatbot.redis_store import RedisStore
 from chatbot.settings import Settings
 
 mongo = Mongo()
 redis_store = RedisStore()
+banks = BankRegistry(lambda: mongo.db)
 cache = Cache()
 compress = Compress()
 
@@ -51,3 +57,21 @@ def redis_cache_factory(app, config, args, kwargs):
         default_timeout=config["CACHE_DEFAULT_TIMEOUT"],
     )
     return RedisCache(*args, **kwargs)
+
+
+def safe_cache_get(key: str) -> Any:
+    """cache.get that treats a Redis outage as a miss.
+
+    flask-caching swallows backend errors only inside its decorators; a direct
+    get would raise during an outage.
+    """
+    try:
+        return cache.get(key)
+    except redis.RedisError:
+        return None
+
+
+def safe_cache_set(key: str, value: Any, timeout: int) -> None:
+    """cache.set that skips caching during a Redis outage (the cache is an optimisation)."""
+    with contextlib.suppress(redis.RedisError):
+        cache.set(key, value, timeout=timeout)

@@ -10,6 +10,7 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENVIRONMENTS = ("development", "testing", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -60,6 +61,17 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
+def _timezone(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _str(env, name, default)
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{name} must be an IANA time zone such as Asia/Jakarta, got {value!r}"
+        ) from None
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed settings; build with `Settings.from_env()`."""
@@ -88,6 +100,23 @@ class Settings:
     rate_limit_default: str = "120 per minute"
     cache_default_timeout_s: int = 60
     compress_level: int = 4
+
+    token_max_age_s: int = 30 * 24 * 3600
+    otp_sender: str = "chatbot.auth:LogCodeSender"
+    otp_ttl_s: int = 300
+    otp_max_attempts: int = 5
+    chat_rate_limit: str = "30 per minute"
+    verify_rate_limit: str = "10 per minute"
+
+    session_idle_minutes: int = 30
+    resume_window_hours: int = 24
+    sweep_interval_s: int = 300
+    timezone: str = "Asia/Jakarta"
+    lock_timeout_s: float = 10.0
+    lock_wait_s: float = 5.0
+    preterm_below_weeks: int = 37
+    correct_until_months: int = 24
+    stats_cache_s: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -130,6 +159,21 @@ class Settings:
                 env, "CACHE_DEFAULT_TIMEOUT_S", d.cache_default_timeout_s, 1
             ),
             compress_level=_int(env, "COMPRESS_LEVEL", d.compress_level, 1),
+            token_max_age_s=_int(env, "TOKEN_MAX_AGE_S", d.token_max_age_s, 60),
+            otp_sender=_str(env, "OTP_SENDER", d.otp_sender),
+            otp_ttl_s=_int(env, "OTP_TTL_S", d.otp_ttl_s, 30),
+            otp_max_attempts=_int(env, "OTP_MAX_ATTEMPTS", d.otp_max_attempts, 1),
+            chat_rate_limit=_str(env, "CHAT_RATE_LIMIT", d.chat_rate_limit),
+            verify_rate_limit=_str(env, "VERIFY_RATE_LIMIT", d.verify_rate_limit),
+            session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", d.session_idle_minutes, 1),
+            resume_window_hours=_int(env, "RESUME_WINDOW_HOURS", d.resume_window_hours, 1),
+            sweep_interval_s=_int(env, "SWEEP_INTERVAL_S", d.sweep_interval_s, 5),
+            timezone=_timezone(env, "TIMEZONE", d.timezone),
+            lock_timeout_s=_float(env, "LOCK_TIMEOUT_S", d.lock_timeout_s, 0.5),
+            lock_wait_s=_float(env, "LOCK_WAIT_S", d.lock_wait_s, 0.0),
+            preterm_below_weeks=_int(env, "PRETERM_BELOW_WEEKS", d.preterm_below_weeks, 20),
+            correct_until_months=_int(env, "CORRECT_UNTIL_MONTHS", d.correct_until_months, 0),
+            stats_cache_s=_int(env, "STATS_CACHE_S", d.stats_cache_s, 0),
         )
         return settings.checked()
 

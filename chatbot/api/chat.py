@@ -1,0 +1,61 @@
+"""The web chat: start, verify a phone, send messages, read history, confirm delivery."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify
+from flask.typing import ResponseReturnValue
+
+from chatbot.api import parse_body, parse_query, service
+from chatbot.api.schemas import HistoryQuery, Receipts, SendMessage, StartChat, VerifyChat
+from chatbot.auth import auth_required
+from chatbot.chat.service import utcnow
+from chatbot.db.messages import MessageRepository
+from chatbot.extensions import mongo
+
+bp = Blueprint("chat", __name__)
+
+
+@bp.post("/chat/start")
+def start() -> ResponseReturnValue:
+    """Start a chat for a phone number: a token now, or a code challenge for a known number."""
+    body = parse_body(StartChat)
+    result = service().start(body.phoneNumber, body.language)
+    return jsonify(result), 202 if result["verificationRequired"] else 201
+
+
+@bp.post("/chat/verify")
+def verify() -> ResponseReturnValue:
+    """Exchange a one-time code for a token."""
+    body = parse_body(VerifyChat)
+    return jsonify(service().verify(body.challengeId, body.code))
+
+
+@bp.post("/chat/messages")
+@auth_required()
+def send_message() -> ResponseReturnValue:
+    """Send one message; the bot's replies come back in the response."""
+    body = parse_body(SendMessage)
+    result = service().handle_message(g.user, body.text, body.clientMessageId)
+    return jsonify(result), 200 if result["duplicate"] else 201
+
+
+@bp.get("/chat/messages")
+@auth_required()
+def history() -> ResponseReturnValue:
+    """The user's messages, newest first, a page at a time."""
+    query = parse_query(HistoryQuery)
+    page, next_cursor = MessageRepository(mongo.db).recent(g.user["id"], query.limit, query.cursor)
+    return jsonify(messages=page, nextCursor=next_cursor)
+
+
+@bp.post("/chat/receipts")
+@auth_required()
+def receipts() -> ResponseReturnValue:
+    """The client showed these replies: sent -> delivered."""
+    body = parse_body(Receipts)
+    from chatbot.db.documents import oid
+
+    for message_id in body.messageIds:
+        oid(message_id, "message")  # 404 for a malformed id rather than a silent skip
+    count = MessageRepository(mongo.db).mark_delivered(g.user["id"], body.messageIds, utcnow())
+    return jsonify(delivered=count)

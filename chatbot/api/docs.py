@@ -1,0 +1,121 @@
+"""The OpenAPI 3.1 document, built from the same pydantic models the views validate with.
+
+A test checks that its operations are exactly the app's /api/v1 routes.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from chatbot import __version__
+from chatbot.api import PREFIX
+from chatbot.api import schemas as s
+
+bp = Blueprint("docs", __name__)
+
+PARENT, STAFF, NONE = "any", "staff", None
+
+# (method, path, summary, request body or query model, {status: response model}, auth)
+Operation = tuple[str, str, str, type[BaseModel] | None, dict[int, type[BaseModel]], str | None]
+OPERATIONS: list[Operation] = [
+    ("post", "/chat/start", "Start a chat for a phone number", s.StartChat,
+     {201: s.StartResult, 202: s.StartResult}, NONE),
+    ("post", "/chat/verify", "Exchange a one-time code for a token", s.VerifyChat,
+     {200: s.VerifyResult}, NONE),
+    ("post", "/chat/messages", "Send a message; replies come back", s.SendMessage,
+     {201: s.Turn, 200: s.Turn}, PARENT),
+    ("get", "/chat/messages", "Message history, newest first", s.HistoryQuery,
+     {200: s.History}, PARENT),
+    ("post", "/chat/receipts", "Mark replies as delivered", s.Receipts,
+     {200: s.ReceiptsResult}, PARENT),
+    ("get", "/children", "The user's children", None, {200: s.Children}, PARENT),
+    ("get", "/children/{child_id}", "A child with its 5 latest results", None,
+     {200: s.ChildSummary}, PARENT),
+    ("get", "/questionnaires/{questionnaire_id}", "One questionnaire's full result", None,
+     {200: s.Questionnaire}, PARENT),
+    ("get", "/worker/children", "Children at the given risk levels", s.RiskQuery,
+     {200: s.WorkerChildren}, STAFF),
+    ("get", "/worker/rescreens/overdue", "Children whose re-screen is overdue", s.OverdueQuery,
+     {200: s.WorkerChildren}, STAFF),
+    ("get", "/worker/stats", "Counts by risk level", None, {200: s.Stats}, STAFF),
+    ("get", "/openapi.json", "This document", None, {}, NONE),
+]  # fmt: skip
+
+ERRORS = {
+    400: "Invalid input", 401: "Missing or invalid token", 403: "Role not allowed",
+    404: "Not found", 409: "Busy or conflicting", 413: "Body too large",
+    415: "Not JSON", 429: "Rate limited", 500: "Internal error", 503: "A dependency is down",
+}  # fmt: skip
+
+
+@cache
+def openapi() -> dict[str, Any]:
+    models = {m for op in OPERATIONS for m in [op[3], *op[4].values()] if m is not None}
+    models.add(s.Error)
+    _, top = models_json_schema(
+        [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
+        ref_template="#/components/schemas/{model}",
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, summary, body, responses, auth in OPERATIONS:
+        op: dict[str, Any] = {"summary": summary, "operationId": f"{method}_{path}"}
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in _path_params(path)
+        ]
+        if body is not None and method == "get":
+            schema = body.model_json_schema()
+            params += [
+                {"name": name, "in": "query", "required": False, "schema": prop}
+                for name, prop in schema["properties"].items()
+            ]
+        elif body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(body)}},
+            }
+        if params:
+            op["parameters"] = params
+        op["responses"] = {
+            str(code): {
+                "description": model.__name__,
+                "content": {"application/json": {"schema": _ref(model)}},
+            }
+            for code, model in responses.items()
+        } or {"200": {"description": "OK"}}
+        for code, text in ERRORS.items():
+            op["responses"].setdefault(
+                str(code),
+                {"description": text, "content": {"application/json": {"schema": _ref(s.Error)}}},
+            )
+        if auth:
+            op["security"] = [{"bearer": []}]
+        paths.setdefault(PREFIX + path, {})[method] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "chatbot API", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": top.get("$defs", {}),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+
+
+@bp.get("/openapi.json")
+def document() -> ResponseReturnValue:
+    return jsonify(openapi())

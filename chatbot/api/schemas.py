@@ -1,0 +1,231 @@
+"""Request and response shapes of the API (pydantic), also the source of the OpenAPI document."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from chatbot.phone import InvalidPhoneError, normalise_phone
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class StartChat(_In):
+    phoneNumber: str = Field(max_length=32, description="E.164, or Indonesian 08…/62…")
+    language: Literal["id", "en"] | None = None
+
+    @field_validator("phoneNumber")
+    @classmethod
+    def _phone(cls, v: str) -> str:
+        try:
+            return normalise_phone(v)
+        except InvalidPhoneError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class VerifyChat(_In):
+    challengeId: str = Field(min_length=10, max_length=64)
+    code: str = Field(pattern=r"^\d{6}$")
+
+
+class SendMessage(_In):
+    text: str = Field(min_length=1, max_length=1000)
+    clientMessageId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+
+
+class Receipts(_In):
+    messageIds: list[str] = Field(min_length=1, max_length=100)
+
+
+class HistoryQuery(_In):
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=200)
+
+
+class RiskQuery(_In):
+    risk: str = Field(default="medium,high", pattern=r"^(low|medium|high)(,(low|medium|high))*$")
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=64)
+
+
+class OverdueQuery(_In):
+    limit: int = Field(default=50, ge=1, le=200)
+    action: str = Field(
+        default="rescreen_2_weeks,routine",
+        pattern=r"^(routine|rescreen_2_weeks)(,(routine|rescreen_2_weeks))*$",
+    )
+
+
+# --- responses (documented in OpenAPI; the views build plain dicts of these shapes) ---
+class User(BaseModel):
+    id: str
+    phoneNumber: str
+    role: Literal["parent", "health_worker", "admin"]
+    language: Literal["id", "en"]
+    consentAt: datetime | None
+
+
+class StartResult(BaseModel):
+    verificationRequired: bool
+    token: str | None = None
+    user: User | None = None
+    challengeId: str | None = None
+    expiresInSeconds: int | None = None
+
+
+class VerifyResult(BaseModel):
+    token: str
+    user: User
+
+
+class QuickReply(BaseModel):
+    label: str
+    value: str
+
+
+class OutMessage(BaseModel):
+    id: str
+    text: str
+    quickReplies: list[QuickReply]
+    status: Literal["queued", "sent", "delivered", "failed"]
+    createdAt: datetime
+
+
+class InMessage(BaseModel):
+    id: str
+    clientMessageId: str
+    text: str
+    status: Literal["received", "handled"]
+    createdAt: datetime
+
+
+class Turn(BaseModel):
+    message: InMessage
+    replies: list[OutMessage]
+    duplicate: bool
+    step: str | None
+
+
+class HistoryMessage(BaseModel):
+    id: str
+    direction: Literal["inbound", "outbound"]
+    text: str
+    status: str
+    createdAt: datetime
+    clientMessageId: str | None = None
+    replyTo: str | None = None
+    quickReplies: list[QuickReply] | None = None
+
+
+class History(BaseModel):
+    messages: list[HistoryMessage]
+    nextCursor: str | None
+
+
+class ReceiptsResult(BaseModel):
+    delivered: int
+
+
+class LastScreening(BaseModel):
+    questionnaireId: str
+    bracket: int
+    category: str
+    riskLevel: Literal["low", "medium", "high"]
+    yesCount: int
+    itemCount: int
+    nextAction: Literal["routine", "rescreen_2_weeks", "refer"]
+    nextDueAt: datetime | None
+    completedAt: datetime
+
+
+class Child(BaseModel):
+    id: str
+    name: str
+    birthDate: date
+    sex: Literal["male", "female"]
+    gestationalWeeks: int | None
+    status: Literal["active", "archived"]
+    lastScreening: LastScreening | None
+
+
+class Children(BaseModel):
+    children: list[Child]
+
+
+class RecentScreening(BaseModel):
+    id: str
+    riskLevel: Literal["low", "medium", "high"]
+    completedAt: datetime
+
+
+class ChildSummary(BaseModel):
+    child: Child
+    recentScreenings: list[RecentScreening]
+
+
+class Answer(BaseModel):
+    number: int
+    domains: list[str]
+    answer: bool
+
+
+class AgeUsed(BaseModel):
+    months: int
+    days: int
+
+
+class Age(BaseModel):
+    chronological: AgeUsed
+    corrected: AgeUsed | None
+    usedMonths: int
+
+
+class Questionnaire(BaseModel):
+    id: str
+    childId: str
+    instrument: str
+    bankVersion: str
+    bracket: int
+    age: Age
+    screeningDate: date
+    answers: list[Answer]
+    yesCount: int | None
+    itemCount: int
+    category: str | None
+    riskLevel: Literal["low", "medium", "high"] | None
+    noByDomain: dict[str, list[int]] | None
+    nextAction: Literal["routine", "rescreen_2_weeks", "refer"] | None
+    nextDueAt: datetime | None
+    status: Literal["in_progress", "completed", "abandoned"]
+    startedAt: datetime
+    completedAt: datetime | None
+
+
+class WorkerChild(Child):
+    parentPhone: str | None = None
+
+
+class WorkerChildren(BaseModel):
+    children: list[WorkerChild]
+    nextCursor: str | None = None
+
+
+class Stats(BaseModel):
+    childrenByRisk: dict[str, int]
+    overdueRescreens: int
+    generatedAt: datetime
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    request_id: str
+    details: object | None = None
+
+
+class Error(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,79 @@
+"""Health-worker and admin views: children at risk, overdue re-screens, counts."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+from flask.typing import ResponseReturnValue
+
+from chatbot.api import parse_query
+from chatbot.api.children import public_child
+from chatbot.api.schemas import OverdueQuery, RiskQuery
+from chatbot.auth import auth_required
+from chatbot.chat.service import utcnow
+from chatbot.db.children import ChildRepository
+from chatbot.db.users import UserRepository
+from chatbot.extensions import mongo, safe_cache_get, safe_cache_set
+
+bp = Blueprint("worker", __name__)
+STAFF = ("health_worker", "admin")
+
+
+def _with_parent_phone(children: list[dict]) -> list[dict]:
+    users = UserRepository(mongo.db)
+    phones: dict[str, str | None] = {}
+    result = []
+    for child in children:
+        uid = child["userId"]
+        if uid not in phones:
+            parent = users.get(uid)
+            phones[uid] = parent["phoneNumber"] if parent else None
+        result.append({**public_child(child), "parentPhone": phones[uid]})
+    return result
+
+
+@bp.get("/worker/children")
+@auth_required(*STAFF)
+def at_risk() -> ResponseReturnValue:
+    """Children whose latest screening is at one of the given risk levels."""
+    query = parse_query(RiskQuery)
+    children = ChildRepository(mongo.db).at_risk(
+        query.risk.split(","), query.limit + 1, query.cursor
+    )
+    page = children[: query.limit]
+    next_cursor = page[-1]["id"] if len(children) > query.limit else None
+    return jsonify(children=_with_parent_phone(page), nextCursor=next_cursor)
+
+
+@bp.get("/worker/rescreens/overdue")
+@auth_required(*STAFF)
+def overdue() -> ResponseReturnValue:
+    """Children whose next screening date has passed, most overdue first."""
+    query = parse_query(OverdueQuery)
+    children = ChildRepository(mongo.db).rescreens_due_before(
+        utcnow(), query.limit, query.action.split(",")
+    )
+    return jsonify(children=_with_parent_phone(children))
+
+
+@bp.get("/worker/stats")
+@auth_required(*STAFF)
+def stats() -> ResponseReturnValue:
+    """Children per latest risk level and overdue re-screens, cached briefly in Redis."""
+    return jsonify(_stats())
+
+
+def _stats() -> dict:
+    ttl = current_app.config["SETTINGS"].stats_cache_s
+    cached = safe_cache_get("worker-stats") if ttl else None
+    if cached is not None:
+        return cached
+    repo = ChildRepository(mongo.db)
+    now = utcnow()
+    figures = {
+        "childrenByRisk": repo.count_by_risk(),
+        "overdueRescreens": repo.count_due_before(now, ["routine", "rescreen_2_weeks"]),
+        "generatedAt": now,
+    }
+    if ttl:
+        safe_cache_set("worker-stats", figures, ttl)
+    return figures

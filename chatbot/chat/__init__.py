@@ -1,0 +1,1 @@
+"""The chat service: identity, message handling and persistence around the engine."""

@@ -1,0 +1,108 @@
+"""Every index the service needs, created idempotently (start-up, sweeper, `init-db`)."""
+
+from __future__ import annotations
+
+import logging
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.database import Database
+from pymongo.errors import OperationFailure
+
+log = logging.getLogger(__name__)
+
+NOT_IMPLEMENTED = 238  # FerretDB's answer to TTL indexes, $lookup and friends
+
+# collection -> indexes. The first block of each is the seed's; the rest serve our queries.
+INDEXES: dict[str, list[IndexModel]] = {
+    "users": [
+        IndexModel([("phoneNumber", ASCENDING)], unique=True, name="phoneNumber_1"),
+        IndexModel([("role", ASCENDING)], name="role_1"),
+    ],
+    "children": [
+        IndexModel([("userId", ASCENDING)], name="userId_1"),
+        IndexModel([("status", ASCENDING)], name="status_1"),
+        # Health-worker lists: latest risk level, and re-screens by due date.
+        IndexModel([("lastScreening.riskLevel", ASCENDING)], name="lastScreening.riskLevel_1"),
+        IndexModel([("lastScreening.nextDueAt", ASCENDING)], name="lastScreening.nextDueAt_1"),
+    ],
+    "questionnaires": [
+        IndexModel([("childId", ASCENDING)], name="childId_1"),
+        IndexModel([("riskLevel", ASCENDING)], name="riskLevel_1"),
+        # A child's latest results, newest first.
+        IndexModel(
+            [("childId", ASCENDING), ("completedAt", DESCENDING)], name="childId_1_completedAt_-1"
+        ),
+        # A user's questionnaire in progress, and the sweep of stale ones.
+        IndexModel([("userId", ASCENDING), ("status", ASCENDING)], name="userId_1_status_1"),
+        IndexModel([("status", ASCENDING), ("startedAt", ASCENDING)], name="status_1_startedAt_1"),
+    ],
+    "messages": [
+        IndexModel(
+            [("userId", ASCENDING), ("createdAt", DESCENDING)], name="userId_1_createdAt_-1"
+        ),
+        IndexModel([("status", ASCENDING)], name="status_1"),
+        # Idempotent inbound: one message per (user, clientMessageId). Outbound messages
+        # have no clientMessageId; the partial filter keeps them out of the unique index.
+        IndexModel(
+            [("userId", ASCENDING), ("clientMessageId", ASCENDING)],
+            unique=True,
+            name="userId_1_clientMessageId_1",
+            partialFilterExpression={"clientMessageId": {"$type": "string"}},
+        ),
+    ],
+    "sessions": [
+        IndexModel([("userId", ASCENDING)], unique=True, name="userId_1"),
+        # A TTL index where the server has them (see FALLBACKS for FerretDB).
+        IndexModel([("expiresAt", ASCENDING)], expireAfterSeconds=0, name="expiresAt_1"),
+    ],
+    "verifications": [
+        IndexModel([("expiresAt", ASCENDING)], name="expiresAt_1"),
+    ],
+    "question_banks": [
+        IndexModel(
+            [("active", ASCENDING), ("importedAt", DESCENDING)], name="active_1_importedAt_-1"
+        ),
+    ],
+}
+
+# Index name -> what to create instead where the server answers NotImplemented (FerretDB).
+FALLBACKS: dict[str, IndexModel] = {
+    # FerretDB accepts many documents missing a uniquely-indexed field, so a plain unique
+    # index behaves like the partial one there.
+    "userId_1_clientMessageId_1": IndexModel(
+        [("userId", ASCENDING), ("clientMessageId", ASCENDING)],
+        unique=True,
+        name="userId_1_clientMessageId_1",
+    ),
+    # No TTL: sessions expire at query time and by the periodic sweep.
+    "expiresAt_1": IndexModel([("expiresAt", ASCENDING)], name="expiresAt_1"),
+}
+
+
+def ensure_indexes(db: Database) -> dict[str, list[str]]:
+    """Create every index (existing ones are left alone); return {collection: [names]}.
+
+    Each index is created on its own so that one the server cannot build (FerretDB)
+    falls back to its documented substitute without hiding other errors.
+    """
+    report: dict[str, list[str]] = {}
+    for collection, models in INDEXES.items():
+        names = []
+        for model in models:
+            name = model.document["name"]
+            try:
+                db[collection].create_indexes([model])
+            except OperationFailure as exc:
+                if exc.code != NOT_IMPLEMENTED or name not in FALLBACKS:
+                    raise
+                log.info("index %s.%s not supported here; using its fallback", collection, name)
+                db[collection].create_indexes([FALLBACKS[name]])
+            names.append(name)
+        report[collection] = names
+    return report
+
+
+def server_has_ttl(db: Database) -> bool:
+    """True when the sessions TTL index exists (MongoDB); False on FerretDB."""
+    info = db["sessions"].index_information()
+    return "expireAfterSeconds" in info.get("expiresAt_1", {})

@@ -1,0 +1,91 @@
+"""Questionnaires: one screening of one child, from first answer to result."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import DESCENDING
+from pymongo.database import Database
+
+from chatbot.db.documents import oid, out, to_datetime
+
+DATES = ("referenceBirthDate", "screeningDate")
+SUMMARY = {"riskLevel": 1, "completedAt": 1}
+
+
+class QuestionnaireRepository:
+    def __init__(self, db: Database) -> None:
+        self.col = db["questionnaires"]
+
+    def start(self, doc: dict[str, Any]) -> dict[str, Any]:
+        stored = {
+            **doc,
+            "childId": oid(doc["childId"], "child"),
+            "userId": oid(doc["userId"], "user"),
+            "referenceBirthDate": to_datetime(doc["referenceBirthDate"]),
+            "screeningDate": to_datetime(doc["screeningDate"]),
+            "status": "in_progress",
+            "yesCount": None,
+            "category": None,
+            "riskLevel": None,
+            "noByDomain": None,
+            "nextAction": None,
+            "nextDueAt": None,
+            "completedAt": None,
+        }
+        self.col.insert_one(stored)
+        return out(stored, DATES)  # type: ignore[return-value]
+
+    def get(self, questionnaire_id: str) -> dict[str, Any] | None:
+        return out(self.col.find_one({"_id": oid(questionnaire_id, "questionnaire")}), DATES)
+
+    def in_progress_for_user(self, user_id: str) -> dict[str, Any] | None:
+        doc = self.col.find_one(
+            {"userId": oid(user_id, "user"), "status": "in_progress"},
+            sort=[("startedAt", DESCENDING)],
+        )
+        return out(doc, DATES)
+
+    def save_answers(self, questionnaire_id: str, answers: list[dict[str, Any]]) -> None:
+        self.col.update_one(
+            {"_id": oid(questionnaire_id, "questionnaire"), "status": "in_progress"},
+            {"$set": {"answers": answers}},
+        )
+
+    def complete(self, questionnaire_id: str, **fields: Any) -> None:
+        fields["nextDueAt"] = to_datetime(fields.get("nextDueAt"))
+        self.col.update_one(
+            {"_id": oid(questionnaire_id, "questionnaire"), "status": "in_progress"},
+            {"$set": {**fields, "status": "completed"}},
+        )
+
+    def abandon(self, questionnaire_id: str, now: datetime) -> None:
+        self.col.update_one(
+            {"_id": oid(questionnaire_id, "questionnaire"), "status": "in_progress"},
+            {"$set": {"status": "abandoned", "abandonedAt": now}},
+        )
+
+    def abandon_started_before(self, cutoff: datetime, now: datetime) -> int:
+        """The sweep: unfinished questionnaires older than the resume window are abandoned."""
+        result = self.col.update_many(
+            {"status": "in_progress", "startedAt": {"$lt": cutoff}},
+            {"$set": {"status": "abandoned", "abandonedAt": now}},
+        )
+        return result.modified_count
+
+    def last_completed(self, child_id: str) -> dict[str, Any] | None:
+        doc = self.col.find_one(
+            {"childId": oid(child_id, "child"), "status": "completed"},
+            sort=[("completedAt", DESCENDING)],
+        )
+        return out(doc, DATES)
+
+    def recent_for_child(self, child_id: str, limit: int = 5) -> list[dict[str, Any]]:
+        """The seed's optimised read: riskLevel and completedAt of the latest results."""
+        cursor = (
+            self.col.find({"childId": oid(child_id, "child"), "status": "completed"}, SUMMARY)
+            .sort("completedAt", DESCENDING)
+            .limit(limit)
+        )
+        return [out(d) for d in cursor]  # type: ignore[misc]
