@@ -75,15 +75,6 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     # Probes must never be rate limited; chat routes get their own, tighter limits.
     limiter.exempt(health.bp)
-    limiter.limit(settings.chat_rate_limit, key_func=_client_key)(app.blueprints["chat"])
+    limiter.limit(settings.chat_rate_limit)(app.blueprints["chat"])
     limiter.limit(settings.verify_rate_limit)(app.view_functions["chat.verify"])
     return app
-
-
-def _client_key() -> str:
-    """Rate-limit chat per token when there is one (many parents share a clinic's IP)."""
-    from flask import request
-    from flask_limiter.util import get_remote_address
-
-    auth = request.headers.get("Authorization", "")
-    return "t:" + auth[-32:] if auth.startswith("Bearer ") else "ip:" + get_remote_address()

@@ -6,7 +6,7 @@ import contextlib
 from typing import Any
 
 import redis
-from flask import Flask
+from flask import Flask, request
 from flask_caching import Cache
 from flask_compress import Compress
 from flask_limiter import Limiter
@@ -24,6 +24,16 @@ cache = Cache()
 compress = Compress()
 
 
+def client_key() -> str:
+    """Rate-limit per bearer token when there is one (a clinic's parents share one
+    address), else per client address (from nginx's X-Forwarded-For via ProxyFix)."""
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer ") and len(auth) > 40:
+        # The token's signature part is unique per token; no need to keep it whole.
+        return "t:" + auth[-27:]
+    return "ip:" + get_remote_address()
+
+
 def make_limiter(app: Flask, settings: Settings) -> Limiter:
     """Bind a rate limiter to `app`, its counters in Redis on the shared pool.
 
@@ -32,7 +42,7 @@ def make_limiter(app: Flask, settings: Settings) -> Limiter:
     While Redis is down it counts in process memory instead of failing requests.
     """
     return Limiter(
-        key_func=get_remote_address,
+        key_func=client_key,
         app=app,
         storage_uri=settings.redis_url,
         # The storage's own prefix (not flask-limiter's) decides the Redis key names.

@@ -97,7 +97,7 @@ class Settings:
 
     health_timeout_s: float = 0.3
     max_content_length: int = 64 * 1024
-    rate_limit_default: str = "120 per minute"
+    rate_limit_default: str = "300 per minute"
     cache_default_timeout_s: int = 60
     compress_level: int = 4
 
@@ -105,7 +105,7 @@ class Settings:
     otp_sender: str = "chatbot.auth:LogCodeSender"
     otp_ttl_s: int = 300
     otp_max_attempts: int = 5
-    chat_rate_limit: str = "30 per minute"
+    chat_rate_limit: str = "120 per minute"
     verify_rate_limit: str = "10 per minute"
 
     session_idle_minutes: int = 30

@@ -17,6 +17,8 @@ import pytest
 import redis
 
 from chatbot import create_app
+from chatbot.db.indexes import ensure_indexes
+from chatbot.extensions import mongo
 from chatbot.settings import Settings
 from tests.harness import FerretDB, Redis
 
@@ -67,6 +69,10 @@ def settings(mongo_uri: str, redis_url: str) -> Iterator[Settings]:
         mongo_db=f"test_{tag}",
         redis_url=redis_url,
         redis_key_prefix=f"test:{tag}:",
+        otp_sender="tests.support:CapturingSender",
+        # Tests drive conversations faster than any person; rate limits have their own tests.
+        chat_rate_limit="10000 per minute",
+        rate_limit_default="10000 per minute",
     ).checked()
     yield s
     with pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=2000) as client:
@@ -82,9 +88,9 @@ def settings(mongo_uri: str, redis_url: str) -> Iterator[Settings]:
 def app(settings: Settings):
     app = create_app(settings)
     app.config.update(TESTING=True)
+    with app.app_context():
+        ensure_indexes(mongo.db)
     yield app
-    from chatbot.extensions import mongo
-
     mongo.close()
 
 

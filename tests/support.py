@@ -1,0 +1,65 @@
+"""Helpers shared by the integration and end-to-end tests."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+
+class CapturingSender:
+    """A CodeSender that keeps the codes it was asked to send (the tests read them)."""
+
+    sent: list[tuple[str, str]] = []
+
+    def send(self, phone: str, code: str, language: str) -> None:
+        CapturingSender.sent.append((phone, code))
+
+    @classmethod
+    def last_code(cls, phone: str) -> str:
+        return next(code for p, code in reversed(cls.sent) if p == phone)
+
+
+class ApiChat:
+    """A web-chat client over Flask's test client: start, then talk."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, client: Any, phone: str, language: str | None = None) -> None:
+        self.client = client
+        self.phone = phone
+        body = {"phoneNumber": phone} | ({"language": language} if language else {})
+        response = client.post("/api/v1/chat/start", json=body)
+        assert response.status_code == 201, response.get_json()
+        self.token = response.get_json()["token"]
+        self.last: dict[str, Any] = {}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def send(self, text: str, client_message_id: str | None = None) -> Any:
+        cmid = client_message_id or f"c{next(self._ids)}"
+        return self.client.post(
+            "/api/v1/chat/messages",
+            json={"text": text, "clientMessageId": cmid},
+            headers=self.headers,
+        )
+
+    def say(self, text: str) -> str:
+        response = self.send(text)
+        assert response.status_code == 201, response.get_json()
+        self.last = response.get_json()
+        return "\n".join(r["text"] for r in self.last["replies"])
+
+    def get(self, path: str) -> Any:
+        return self.client.get(path, headers=self.headers)
+
+    def register_with_child(self, name: str, born: str, weeks: str = "38") -> None:
+        for text in ("halo", "ya", "1", name, born, "1", weeks):
+            self.say(text)
+
+    def answer_all(self, pattern: list[str]) -> str:
+        reply = ""
+        for answer in pattern:
+            reply = self.say(answer)
+        return reply
