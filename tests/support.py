@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, ClassVar
 
 
 class CapturingSender:
     """A CodeSender that keeps the codes it was asked to send (the tests read them)."""
 
-    sent: list[tuple[str, str]] = []
+    sent: ClassVar[list[tuple[str, str]]] = []
 
     def send(self, phone: str, code: str, language: str) -> None:
         CapturingSender.sent.append((phone, code))

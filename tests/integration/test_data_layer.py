@@ -1,0 +1,210 @@
+"""Indexes read back from the server, expiry and the sweep, locks, banks, roles."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from chatbot.cli import run_sweep
+from chatbot.db.indexes import ensure_indexes, server_has_ttl
+from chatbot.db.locks import MongoLock
+from chatbot.db.questionnaires import QuestionnaireRepository
+from chatbot.db.users import UserRepository
+from chatbot.extensions import mongo
+from chatbot.screening.bank import SHIPPED_BANK
+from tests.support import ApiChat
+
+pytestmark = pytest.mark.integration
+
+SEED = {
+    "users": [([("phoneNumber", 1)], True), ([("role", 1)], False)],
+    "children": [([("userId", 1)], False), ([("status", 1)], False)],
+    "questionnaires": [([("childId", 1)], False), ([("riskLevel", 1)], False)],
+    "messages": [([("userId", 1), ("createdAt", -1)], False), ([("status", 1)], False)],
+    "sessions": [([("userId", 1)], True), ([("expiresAt", 1)], False)],
+}
+
+
+def test_seed_indexes_exist_on_the_server_exactly(app):
+    with app.app_context():
+        for collection, expected in SEED.items():
+            info = mongo.db[collection].index_information()
+            keys = {
+                tuple((k, int(d)) for k, d in v["key"]): bool(v.get("unique"))
+                for v in info.values()
+            }
+            for key, unique in expected:
+                assert keys.get(tuple(key)) is unique, (collection, key, keys)
+        messages = mongo.db["messages"].index_information()
+        assert messages["userId_1_clientMessageId_1"]["unique"]
+        questionnaires = mongo.db["questionnaires"].index_information()
+        assert questionnaires["childId_1_completedAt_-1"]["key"] == [
+            ("childId", 1),
+            ("completedAt", -1),
+        ]
+
+
+def test_index_creation_is_idempotent(app):
+    with app.app_context():
+        before = {c: sorted(mongo.db[c].index_information()) for c in SEED}
+        ensure_indexes(mongo.db)
+        ensure_indexes(mongo.db)
+        assert {c: sorted(mongo.db[c].index_information()) for c in SEED} == before
+
+
+def test_ttl_capability_matches_the_server(app):
+    with app.app_context():
+        is_ferretdb = "ferretdbVersion" in mongo.client.server_info()
+        assert server_has_ttl(mongo.db) is (not is_ferretdb)
+
+
+def test_init_db_command(app):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["chatbot", "init-db"])
+    assert result.exit_code == 0, result.output
+    assert "users: phoneNumber_1, role_1" in result.output
+    assert "sessions.expiresAt" in result.output
+
+
+def test_expired_session_resumes_the_questionnaire_then_the_sweep_abandons_it(app):
+    client = app.test_client()
+    chat = ApiChat(client, "081300000001")
+    chat.register_with_child("Budi", "01-01-2025")
+    chat.say("ya")
+    chat.say("ya")
+    with app.app_context():
+        user = UserRepository(mongo.db).by_phone("+6281300000001")
+        # The parent went away: the session is past its idle time.
+        mongo.db["sessions"].update_one(
+            {}, {"$set": {"expiresAt": datetime.now(UTC) - timedelta(minutes=1)}}
+        )
+    reply = chat.say("halo")
+    assert "belum selesai (1/10 terjawab)" in reply
+    assert "Pertanyaan 2/10" in chat.say("1")
+
+    with app.app_context():
+        mongo.db["sessions"].update_many(
+            {}, {"$set": {"expiresAt": datetime.now(UTC) - timedelta(seconds=1)}}
+        )
+        mongo.db["questionnaires"].update_many(
+            {}, {"$set": {"startedAt": datetime.now(UTC) - timedelta(hours=25)}}
+        )
+        report = run_sweep()
+        assert report["sessionsDeleted"] == 1
+        assert report["questionnairesAbandoned"] == 1
+        assert QuestionnaireRepository(mongo.db).in_progress_for_user(user["id"]) is None
+
+
+def test_messages_still_processed_on_the_database_lock_when_redis_is_down(settings, tmp_path):
+    from dataclasses import replace
+
+    from chatbot import create_app
+    from tests.harness import Redis
+
+    server = Redis(tmp_path / "redis")
+    server.start()
+    app = create_app(replace(settings, redis_url=server.url))
+    with app.app_context():
+        ensure_indexes(mongo.db)
+    chat = ApiChat(app.test_client(), "081300000002")
+    chat.say("halo")
+    server.stop()
+    assert "Pilih bahasa" in chat.say("ya")
+    assert chat.get("/health").get_json()["status"] == "degraded"
+
+
+def test_database_lock_excludes_a_second_holder_and_expires(app):
+    with app.app_context():
+        first = MongoLock(mongo.db, "user:x", timeout_s=0.3, wait_s=0)
+        second = MongoLock(mongo.db, "user:x", timeout_s=0.3, wait_s=0)
+        assert first.acquire()
+        assert not second.acquire()
+        waiting = MongoLock(mongo.db, "user:x", timeout_s=0.3, wait_s=1.0)
+        assert waiting.acquire()  # the first holder's lock expired
+        first.release()  # not its lock any more: must not free the new holder's
+        assert not second.acquire()
+        waiting.release()
+        assert second.acquire()
+        second.release()
+
+
+def test_import_bank_validates_and_activates(app, tmp_path):
+    runner = app.test_cli_runner()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"instrument": "kpsp", "version": "x", "scoring": {}, "brackets": []}')
+    result = runner.invoke(args=["chatbot", "import-bank", str(bad)])
+    assert result.exit_code != 0
+    assert "invalid question bank" in result.output
+
+    edition = tmp_path / "edition.json"
+    edition.write_text(
+        Path(SHIPPED_BANK)
+        .read_text(encoding="utf-8")
+        .replace("chatbot-kpsp-2026.1", "official-2022")
+    )
+    result = runner.invoke(args=["chatbot", "import-bank", str(edition)])
+    assert result.exit_code == 0, result.output
+    assert "16 brackets" in result.output
+    from chatbot.extensions import banks
+
+    banks._active = (0.0, None)  # drop the worker's 30-second memory of the active bank
+    with app.app_context():
+        assert banks.active().version == "official-2022"
+    chat = ApiChat(app.test_client(), "081300000003")
+    chat.register_with_child("Budi", "01-01-2025")
+    chat.say("ya")
+    with app.app_context():
+        user = UserRepository(mongo.db).by_phone("+6281300000003")
+        q = QuestionnaireRepository(mongo.db).in_progress_for_user(user["id"])
+    assert q["bankVersion"] == "official-2022"
+
+
+def test_worker_endpoints_need_a_staff_role(app):
+    client = app.test_client()
+    parent = ApiChat(client, "081300000004")
+    parent.register_with_child("Budi", "01-01-2025")
+    parent.say("ya")
+    parent.answer_all(["tidak"] * 5 + ["ya"] * 5)  # possible deviation -> refer
+    parent.say("2")
+    for text in ("Siti", "01-06-2025", "2", "38", "ya"):
+        parent.say(text)
+    parent.answer_all(["ya"] * 10)  # appropriate
+
+    worker = ApiChat(client, "081300000005")
+    assert worker.get("/api/v1/worker/children").status_code == 403
+    runner = app.test_cli_runner()
+    assert (
+        runner.invoke(args=["chatbot", "grant-role", "081300000005", "health_worker"]).exit_code
+        == 0
+    )
+
+    at_risk = worker.get("/api/v1/worker/children?risk=medium,high").get_json()
+    assert [c["name"] for c in at_risk["children"]] == ["Budi"]
+    assert at_risk["children"][0]["parentPhone"] == "+6281300000004"
+    assert at_risk["children"][0]["lastScreening"]["nextAction"] == "refer"
+    low = worker.get("/api/v1/worker/children?risk=low").get_json()
+    assert [c["name"] for c in low["children"]] == ["Siti"]
+    stats = worker.get("/api/v1/worker/stats").get_json()
+    assert stats["childrenByRisk"]["high"] == 1
+    assert stats["childrenByRisk"]["low"] == 1
+    # A staff member may open any child's summary.
+    budi = at_risk["children"][0]["id"]
+    assert worker.get(f"/api/v1/children/{budi}").status_code == 200
+    assert worker.get("/api/v1/worker/children?risk=severe").status_code == 400
+
+
+def test_overdue_rescreens_are_listed_most_overdue_first(app):
+    client = app.test_client()
+    parent = ApiChat(client, "081300000006")
+    parent.register_with_child("Budi", "01-01-2025")
+    parent.say("ya")
+    parent.answer_all(["tidak", "tidak"] + ["ya"] * 8)  # doubtful: re-screen in 2 weeks
+    admin = ApiChat(client, "081300000007")
+    app.test_cli_runner().invoke(args=["chatbot", "grant-role", "081300000007", "admin"])
+    assert admin.get("/api/v1/worker/rescreens/overdue").get_json()["children"] == []
+    with app.app_context():
+        mongo.db["children"].update_many(
+            {}, {"$set": {"lastScreening.nextDueAt": datetime.now(UTC) - timedelta(days=3)}}
+        )
+    overdue = admin.get("/api/v1/worker/rescreens/overdue").get_json()["children"]
+    assert [c["name"] for c in overdue] == ["Budi"]
