@@ -105,3 +105,23 @@ def post_request(worker, req, environ, resp):
         )
         # alive=False lets in-flight requests finish, then the master forks a fresh worker.
         worker.alive = False
+
+
+def when_ready(server):
+    """Master process, once per start: create the MongoDB indexes (idempotent).
+
+    A short-lived client, closed before any worker forks. If the database is down
+    the service still starts (degraded); the sweeper creates the indexes later.
+    """
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
+    from chatbot.db.indexes import ensure_indexes
+    from chatbot.settings import Settings
+
+    settings = Settings.from_env()
+    try:
+        with MongoClient(settings.mongo_uri, serverSelectionTimeoutMS=3000) as client:
+            ensure_indexes(client[settings.mongo_db])
+    except PyMongoError as exc:
+        server.log.warning("could not create indexes at start-up: %s", type(exc).__name__)

@@ -28,7 +28,7 @@ class JSONProvider(DefaultJSONProvider):
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app; no I/O happens here (connections open lazily in each worker)."""
-    from chatbot import api, db, errors, health, logs, middleware
+    from chatbot import api, db, errors, health, logs, middleware, web
     from chatbot.auth import Tokens
     from chatbot.cli import cli
     from chatbot.extensions import cache, compress, make_limiter, mongo, redis_store
@@ -36,7 +36,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     logs.configure_logging(settings.log_level, settings.instance_id)
 
-    app = Flask(__name__)
+    # The web chat's files are served by the `web` blueprint; the app has no static folder.
+    app = Flask(__name__, static_folder=None)
     app.json = JSONProvider(app)
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -71,10 +72,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     db.init_app(app)
     app.register_blueprint(health.bp)
     api.init_app(app)
+    app.register_blueprint(web.bp)
     app.cli.add_command(cli)
 
     # Probes must never be rate limited; chat routes get their own, tighter limits.
     limiter.exempt(health.bp)
+    limiter.exempt(web.bp)
     limiter.limit(settings.chat_rate_limit)(app.blueprints["chat"])
     limiter.limit(settings.verify_rate_limit)(app.view_functions["chat.verify"])
     return app

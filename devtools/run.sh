@@ -15,7 +15,7 @@ export STACK_APP2_PORT=${STACK_APP2_PORT:-8002}
 export STACK_MONGO_PORT=${STACK_MONGO_PORT:-27027}
 export STACK_REDIS_PORT=${STACK_REDIS_PORT:-6389}
 
-processes=(app1 app2 nginx)
+processes=(app1 app2 sweeper nginx)
 if [ -z "${MONGO_URI:-}" ]; then
   export MONGO_URI="mongodb://127.0.0.1:${STACK_MONGO_PORT}/"
   processes+=(ferretdb)

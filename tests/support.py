@@ -63,3 +63,47 @@ class ApiChat:
         for answer in pattern:
             reply = self.say(answer)
         return reply
+
+
+class HttpChat:
+    """The same client over real HTTP (through nginx) for the end-to-end tests."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, base_url: str, phone: str, token: str | None = None) -> None:
+        from tests.harness import http
+
+        self.http = http
+        self.base = base_url
+        self.phone = phone
+        if token is None:
+            reply = http("POST", base_url + "/api/v1/chat/start", {"phoneNumber": phone})
+            assert reply.status == 201, reply.body
+            token = reply.json()["token"]
+        self.token = token
+        self.last: dict[str, Any] = {}
+        self.instances: set[str] = set()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def send(self, text: str, client_message_id: str | None = None) -> Any:
+        cmid = client_message_id or f"h{next(self._ids)}-{self.phone[-4:]}"
+        reply = self.http(
+            "POST",
+            self.base + "/api/v1/chat/messages",
+            {"text": text, "clientMessageId": cmid},
+            self.headers,
+        )
+        self.instances.add(reply.headers.get("X-Instance-Id", "?"))
+        return reply
+
+    def say(self, text: str) -> str:
+        reply = self.send(text)
+        assert reply.status == 201, reply.body
+        self.last = reply.json()
+        return "\n".join(r["text"] for r in self.last["replies"])
+
+    def get(self, path: str) -> Any:
+        return self.http("GET", self.base + path, headers=self.headers)

@@ -95,7 +95,7 @@ def ensure_indexes(db: Database) -> dict[str, list[str]]:
             except OperationFailure as exc:
                 if exc.code != NOT_IMPLEMENTED or name not in FALLBACKS:
                     raise
-                log.info("index %s.%s not supported here; using its fallback", collection, name)
+                log.debug("index %s.%s not supported here; using its fallback", collection, name)
                 db[collection].create_indexes([FALLBACKS[name]])
             names.append(name)
         report[collection] = names

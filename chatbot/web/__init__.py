@@ -1,0 +1,16 @@
+"""The web chat page: static HTML, CSS and JavaScript that talk to /api/v1."""
+
+from __future__ import annotations
+
+from flask import Blueprint, send_from_directory
+from flask.typing import ResponseReturnValue
+
+bp = Blueprint("web", __name__, static_folder="static", static_url_path="/static")
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    response = send_from_directory(bp.static_folder, "index.html")
+    # The page is tiny and changes with releases: always revalidate.
+    response.headers["Cache-Control"] = "no-cache"
+    return response

@@ -1,0 +1,93 @@
+"""The web chat page in a real headless Chromium, through nginx."""
+
+import shutil
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# As root, and on a closed network: no sandbox, no background connections (see docs/testing.md).
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+def test_parent_screens_a_child_in_the_browser(stack, browser, tmp_path):
+    page = browser.new_page()
+    page.set_default_timeout(10_000)
+    page.goto(stack.url + "/")
+    page.fill("#phone", "081600000001")
+    page.click("#start button")
+    page.wait_for_selector("#log li.bot")
+    assert "setuju" in page.inner_text("#log")
+    assert not page.is_visible("#start")
+    assert not page.is_visible("#verify")
+
+    def tap(label):
+        count = page.locator("#log li").count()
+        page.click(f"#quick button:text-is('{label}')")
+        page.wait_for_function(f"document.querySelectorAll('#log li').length > {count + 1}")
+
+    def type_(text):
+        count = page.locator("#log li").count()
+        page.fill("#text", text)
+        page.press("#text", "Enter")
+        page.wait_for_function(f"document.querySelectorAll('#log li').length > {count + 1}")
+
+    tap("Ya")
+    tap("1")
+    type_("Dewi")
+    type_("01-01-2025")
+    tap("2")
+    type_("38")
+    tap("Ya")
+    for _ in range(10):
+        tap("Ya")
+    log = page.inner_text("#log")
+    assert "SESUAI" in log
+    assert "bukan diagnosis" in log
+    page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
+
+    # A reload keeps the conversation (token in sessionStorage, history from the API).
+    page.reload()
+    page.wait_for_selector("#log li.bot")
+    assert "SESUAI" in page.inner_text("#log")
+    page.close()
+
+
+def test_known_number_asks_for_a_code_in_the_browser(stack, browser):
+    from tests.e2e.test_conversations import logged_code
+    from tests.support import HttpChat
+
+    HttpChat(stack.url, "081600000002").say("halo")  # the number now has data
+    page = browser.new_page()
+    page.set_default_timeout(10_000)
+    page.goto(stack.url + "/")
+    page.fill("#phone", "081600000002")
+    page.click("#start button")
+    page.wait_for_selector("#verify:not([hidden])")
+    page.fill("#code", "999999" if logged_code(stack, "+6281600000002") != "999999" else "888888")
+    page.click("#verify button")
+    page.wait_for_selector("#verify-error:text('wrong')")
+    page.fill("#code", logged_code(stack, "+6281600000002"))
+    page.click("#verify button")
+    page.wait_for_selector("#chat:not([hidden]) #log li")
+    assert "halo" in page.inner_text("#log")
+    page.close()
