@@ -29,7 +29,7 @@ workers = _env_int("WEB_CONCURRENCY", multiprocessing.cpu_count())
 # Threaded workers overlap the waits on MongoDB and Redis inside each process and
 # keep nginx's upstream connections alive (sync workers close every connection).
 # Measured in docs/performance.md: threads x workers bounds in-flight requests.
-worker_class = "gthread"
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = _env_int("GUNICORN_THREADS", 8)
 # A worker silent for this long is killed and replaced. Keep it well above the
 # MongoDB and Redis timeouts so an outage turns into 503s, not killed workers.
