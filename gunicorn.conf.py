@@ -40,9 +40,12 @@ graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 20)
 # upstream keepalive_timeout (4 s in nginx/) so gunicorn never closes first.
 keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
 # Recycle each worker after this many requests (plus jitter, so they do not all
-# restart together) to bound slow leaks. 0 disables.
-max_requests = _env_int("GUNICORN_MAX_REQUESTS", 10000)
-max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 1000)
+# restart together) to bound slow leaks. 0 disables. Kept high on purpose: a
+# recycled worker serves nothing while the next one boots, and at 10000 the
+# benchmark saw workers recycle every few seconds under load (docs/performance.md);
+# the memory guard below retires a worker that really grows.
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 200000)
+max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 20000)
 # Retire a worker gracefully once its resident memory passes this many MiB
 # (gunicorn has no memory limit of its own). 0 disables.
 max_worker_rss_mb = _env_int("GUNICORN_MAX_WORKER_RSS_MB", 512)

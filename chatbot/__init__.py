@@ -45,6 +45,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         INSTANCE_ID=settings.instance_id,
         HEALTH_TIMEOUT_S=settings.health_timeout_s,
         MAX_CONTENT_LENGTH=settings.max_content_length,
+        # Static files (the web chat's script and stylesheet) may be cached 5 minutes.
+        SEND_FILE_MAX_AGE_DEFAULT=web.STATIC_MAX_AGE_S,
         # flask-caching: Redis backend on the shared pool (see extensions.redis_cache_factory).
         CACHE_TYPE="chatbot.extensions.redis_cache_factory",
         CACHE_KEY_PREFIX=settings.redis_key_prefix + "cache:",

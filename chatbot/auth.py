@@ -19,7 +19,9 @@ from flask import current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.utils import import_string
 
+from chatbot.db.users import UserRepository
 from chatbot.errors import ApiError
+from chatbot.extensions import mongo
 from chatbot.phone import mask_phone
 
 log = logging.getLogger(__name__)
@@ -98,9 +100,6 @@ def auth_required(*roles: str) -> Callable:
             if scheme.lower() != "bearer" or not token:
                 raise UnauthorizedError("Send the token as 'Authorization: Bearer <token>'.")
             user_id, version = current_app.extensions["chatbot.tokens"].read(token.strip())
-            from chatbot.db.users import UserRepository
-            from chatbot.extensions import mongo
-
             user = UserRepository(mongo.db).get(user_id)
             if user is None or not hmac.compare_digest(str(user.get("tokenVersion")), str(version)):
                 raise UnauthorizedError("The token is no longer valid; start the chat again.")

@@ -110,7 +110,6 @@ class Settings:
 
     session_idle_minutes: int = 30
     resume_window_hours: int = 24
-    sweep_interval_s: int = 300
     timezone: str = "Asia/Jakarta"
     lock_timeout_s: float = 10.0
     lock_wait_s: float = 5.0
@@ -167,7 +166,6 @@ class Settings:
             verify_rate_limit=_str(env, "VERIFY_RATE_LIMIT", d.verify_rate_limit),
             session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", d.session_idle_minutes, 1),
             resume_window_hours=_int(env, "RESUME_WINDOW_HOURS", d.resume_window_hours, 1),
-            sweep_interval_s=_int(env, "SWEEP_INTERVAL_S", d.sweep_interval_s, 5),
             timezone=_timezone(env, "TIMEZONE", d.timezone),
             lock_timeout_s=_float(env, "LOCK_TIMEOUT_S", d.lock_timeout_s, 0.5),
             lock_wait_s=_float(env, "LOCK_WAIT_S", d.lock_wait_s, 0.0),

@@ -14,14 +14,17 @@ TEMPLATE = Path(__file__).resolve().parent.parent / "nginx" / "nginx.conf.templa
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
-def render(prefix: Path, listen: str, upstreams: list[str]) -> Path:
+def render(prefix: Path, listen: str, upstreams: list[str], user: str | None = None) -> Path:
     """Write PREFIX/nginx.conf (and the temp dirs nginx needs); return its path."""
     prefix = prefix.resolve()
     for name in TEMP_DIRS:
         (prefix / name).mkdir(parents=True, exist_ok=True)
     servers = "\n        ".join(f"server {u} max_fails=1 fail_timeout=5s;" for u in upstreams)
-    # Workers of a root master run as www-data; a non-root master keeps its own user.
-    user_line = "user www-data;" if os.geteuid() == 0 else ""
+    # A root master hands its workers to `user`. The local stack and the tests keep
+    # their files in private directories (pytest's are 0700), so by default the
+    # workers stay the invoking user; production passes a dedicated one (www-data).
+    # A non-root master cannot switch users at all.
+    user_line = f"user {user or 'root'};" if os.geteuid() == 0 else ""
     text = TEMPLATE.read_text()
     for token, value in {
         "@PREFIX@": str(prefix),
@@ -40,8 +43,9 @@ def main() -> None:
     parser.add_argument("--prefix", type=Path, required=True)
     parser.add_argument("--listen", required=True)
     parser.add_argument("--upstream", action="append", required=True)
+    parser.add_argument("--user", help="worker user when started as root (e.g. www-data)")
     args = parser.parse_args()
-    print(render(args.prefix, args.listen, args.upstream))
+    print(render(args.prefix, args.listen, args.upstream, args.user))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 # command -> Debian package providing it
 declare -A wanted=([redis-server]=redis-server [nginx]=nginx)
 if [ "${SETUP_BROWSER:-1}" = 1 ]; then wanted[chromium]=chromium; fi
+if [ "${SETUP_BENCH:-0}" = 1 ]; then wanted[wrk]=wrk; fi
 missing=()
 for cmd in "${!wanted[@]}"; do
   command -v "$cmd" >/dev/null || missing+=("${wanted[$cmd]}")

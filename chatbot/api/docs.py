@@ -5,10 +5,11 @@ A test checks that its operations are exactly the app's /api/v1 routes.
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -116,6 +117,16 @@ def _path_params(path: str) -> list[str]:
     return [part[1:-1] for part in path.split("/") if part.startswith("{")]
 
 
+@cache
+def _document_bytes() -> bytes:
+    return json.dumps(openapi(), separators=(",", ":")).encode()
+
+
 @bp.get("/openapi.json")
 def document() -> ResponseReturnValue:
-    return jsonify(openapi())
+    """The document, serialised once per process; shared caches may keep it 5 minutes."""
+    response = Response(_document_bytes(), mimetype="application/json")
+    response.cache_control.public = True
+    response.cache_control.max_age = 300
+    response.add_etag()
+    return response.make_conditional(request)

@@ -6,8 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from pymongo.database import Database
-
+from chatbot.db import Database
 from chatbot.db.banks import BankRepository
 from chatbot.screening.bank import Bank, parse_bank, shipped_bank
 

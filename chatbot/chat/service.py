@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from pymongo.database import Database
 
 from chatbot.auth import Tokens, hash_code, load_sender, new_code
 from chatbot.chat.banks import BankRegistry
 from chatbot.chat.store import RepositoryStore
+from chatbot.db import Database
 from chatbot.db.documents import ConflictError
 from chatbot.db.locks import MongoLock
 from chatbot.db.messages import DuplicateMessageError, MessageRepository

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo.database import Database
-
+from chatbot.db import Database
 from chatbot.db.children import ChildRepository
 from chatbot.db.questionnaires import QuestionnaireRepository
 from chatbot.db.users import UserRepository

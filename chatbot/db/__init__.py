@@ -6,12 +6,14 @@ import logging
 
 from flask import Flask
 from flask.typing import ResponseReturnValue
+from pymongo.database import Database
 from pymongo.errors import ConnectionFailure
 
 from chatbot.db.mongo import Mongo
 from chatbot.errors import ServiceUnavailableError, handle_api_error
 
-__all__ = ["Mongo", "init_app"]
+# Database is re-exported so the layers above can type it without importing pymongo.
+__all__ = ["Database", "Mongo", "init_app"]
 
 log = logging.getLogger(__name__)
 

@@ -54,6 +54,12 @@ class UserRepository:
         self.set_fields(user_id, tokenVersion=version)
         return version
 
+    def phones_for(self, user_ids: list[str]) -> dict[str, str]:
+        """{user id: phone number} for many users in one query."""
+        ids = [oid(i, "user") for i in set(user_ids)]
+        cursor = self.col.find({"_id": {"$in": ids}}, {"phoneNumber": 1})
+        return {str(d["_id"]): d["phoneNumber"] for d in cursor}
+
     def set_role(self, phone: str, role: str) -> bool:
         return (
             self.col.update_one({"phoneNumber": phone}, {"$set": {"role": role}}).matched_count == 1

@@ -6,6 +6,8 @@ from flask import Blueprint, send_from_directory
 from flask.typing import ResponseReturnValue
 
 bp = Blueprint("web", __name__, static_folder="static", static_url_path="/static")
+# The script and stylesheet: browsers and nginx's cache may keep them 5 minutes.
+STATIC_MAX_AGE_S = 300
 
 
 @bp.get("/")

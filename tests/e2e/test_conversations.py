@@ -101,10 +101,19 @@ def test_typing_someone_elses_number_reveals_nothing_without_the_code(stack):
     ]
 
 
-def test_openapi_and_web_page_are_served(stack):
+def test_openapi_and_web_page_are_served_and_cached_by_nginx(stack):
     doc = http("GET", stack.url + "/api/v1/openapi.json")
     assert doc.status == 200
     assert "/api/v1/chat/messages" in doc.json()["paths"]
+    again = http("GET", stack.url + "/api/v1/openapi.json")
+    assert again.headers["X-Cache-Status"] == "HIT"
+    assert again.body == doc.body
+    script = [http("GET", stack.url + "/static/chat.js") for _ in range(2)]
+    assert script[0].status == 200
+    assert script[1].headers["X-Cache-Status"] == "HIT"
+    # Per-user API responses never come from nginx's cache.
+    chat = HttpChat(stack.url, "081500000009")
+    assert "X-Cache-Status" not in chat.get("/api/v1/children").headers
     page = http("GET", stack.url + "/", headers={"Accept-Encoding": "gzip"})
     assert page.status == 200
     assert b"chat.js" in page.body or page.headers.get("Content-Encoding") == "gzip"
