@@ -81,5 +81,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     limiter.exempt(health.bp)
     limiter.exempt(web.bp)
     limiter.limit(settings.chat_rate_limit)(app.blueprints["chat"])
-    limiter.limit(settings.verify_rate_limit)(app.view_functions["chat.verify"])
+    # A view's own limit is checked by the wrapper limiter.limit returns, so it must
+    # replace the registered view (the limiter object only exists per app, here).
+    verify = app.view_functions["chat.verify"]
+    app.view_functions["chat.verify"] = limiter.limit(settings.verify_rate_limit)(verify)
     return app

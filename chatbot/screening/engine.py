@@ -228,7 +228,9 @@ class _Context:
         if word in RESTART:
             self.restart()
             return
-        if word in SWITCH_LANGUAGE:
+        if (
+            word in SWITCH_LANGUAGE and step != "language"
+        ):  # the language step takes it as its answer
             self.set_language(SWITCH_LANGUAGE[word])
             self.reprompt()
             return

@@ -42,6 +42,33 @@ def test_rate_limit_answers_429_envelope_with_headers(settings, redis_url):
     assert list(redis.Redis.from_url(redis_url).scan_iter(f"{settings.redis_key_prefix}rl*"))
 
 
+def test_code_guessing_is_rate_limited_per_address(settings):
+    app = create_app(replace(settings, verify_rate_limit="3 per minute"))
+    client = app.test_client()
+    body = {"challengeId": "x" * 20, "code": "123456"}
+    statuses = [client.post("/api/v1/chat/verify", json=body).status_code for _ in range(4)]
+    assert statuses == [400, 400, 400, 429]
+
+
+def test_chat_is_rate_limited_per_token_not_per_address(settings):
+    from tests.support import ApiChat
+
+    app = create_app(replace(settings, chat_rate_limit="3 per minute"))
+    with app.app_context():
+        from chatbot.db.indexes import ensure_indexes
+        from chatbot.extensions import mongo
+
+        ensure_indexes(mongo.db)
+    client = app.test_client()
+    first = ApiChat(client, "081700000001")
+    second = ApiChat(client, "081700000002")  # same address; its own allowance
+    assert [first.send("halo").status_code for _ in range(3)] == [201, 201, 201]
+    limited = first.send("halo")
+    assert limited.status_code == 429
+    assert limited.get_json()["error"]["code"] == "rate_limited"
+    assert second.send("halo").status_code == 201
+
+
 def test_breaker_makes_an_outage_cost_no_timeouts(settings, tmp_path):
     server = Redis(tmp_path / "redis")
     server.start()

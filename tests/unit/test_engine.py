@@ -184,6 +184,14 @@ def test_language_switch_at_any_point_repeats_the_question_in_english():
     assert "Pertanyaan 1/10" in chat.say("indonesia")
 
 
+def test_language_step_accepts_the_language_name():
+    chat = Chat()
+    chat.say("halo")
+    chat.say("ya")
+    assert "name" in chat.say("english")
+    assert chat.step == "child_name"
+
+
 def test_english_registration_and_help():
     chat = Chat()
     chat.register(language="2")
