@@ -462,20 +462,20 @@ class _Context:
             else ""
         )
         chrono = age.chronological
+        # Every message about the age names the child and gives both ages.
+        about = {
+            "name": child["name"],
+            "months": chrono.months,
+            "days": chrono.days,
+            "corrected": corrected,
+        }
         bracket_months = bracket_for(age.used_months)
         if bracket_months is None:
             if age.used_months < BRACKETS[0]:
                 first = date_at_age(age.reference_birth, BRACKETS[0], rules)
-                self.say(
-                    "too_young",
-                    name=child["name"],
-                    months=chrono.months,
-                    days=chrono.days,
-                    corrected=corrected,
-                    date=self.fmt_date(first),
-                )
+                self.say("too_young", date=self.fmt_date(first), **about)
             else:
-                self.say("too_old", name=child["name"], months=chrono.months, days=chrono.days)
+                self.say("too_old", **about)
             self.show_menu()
             return
 
@@ -504,15 +504,7 @@ class _Context:
             }
         )
         self.goto("question", questionnaireId=questionnaire["id"])
-        self.say(
-            "screening_intro",
-            name=child["name"],
-            months=chrono.months,
-            days=chrono.days,
-            corrected=corrected,
-            bracket=bracket_months,
-            count=len(bracket.items),
-        )
+        self.say("screening_intro", bracket=bracket_months, count=len(bracket.items), **about)
         self.ask_item(questionnaire)
 
     # --- the questionnaire ------------------------------------------------------------

@@ -40,16 +40,18 @@ def test_parent_screens_a_child_in_the_browser(stack, browser, tmp_path):
     assert not page.is_visible("#start")
     assert not page.is_visible("#verify")
 
-    def tap(label):
+    def answered(action):
+        """Do `action`, then wait for the parent's bubble and at least one reply."""
         count = page.locator("#log li").count()
-        page.click(f"#quick button:text-is('{label}')")
+        action()
         page.wait_for_function(f"document.querySelectorAll('#log li').length > {count + 1}")
 
+    def tap(label):
+        answered(lambda: page.click(f"#quick button:text-is('{label}')"))
+
     def type_(text):
-        count = page.locator("#log li").count()
         page.fill("#text", text)
-        page.press("#text", "Enter")
-        page.wait_for_function(f"document.querySelectorAll('#log li').length > {count + 1}")
+        answered(lambda: page.press("#text", "Enter"))
 
     tap("Ya")
     tap("1")
