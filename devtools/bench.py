@@ -23,9 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.harness import FerretDB, Gunicorn, Nginx, Redis, http  # noqa: E402 -- after sys.path
+from tests.harness import FerretDB, Gunicorn, Nginx, Redis, Service, http  # noqa: E402 -- after sys.path
 
 SECONDS = 3
+DB_DELAY_MS = 20.0
 ROUNDS = 3
 CONNECTIONS = 32
 
@@ -108,6 +109,26 @@ class Bench:
             )
 
 
+class DelayProxy(Service):
+    """devtools/delay_proxy.py in front of the database."""
+
+    name = "delay-proxy"
+
+    def __init__(self, workdir: Path, target_port: int, delay_ms: float) -> None:
+        super().__init__(workdir)
+        self.target_port = target_port
+        self.delay_ms = delay_ms
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            str(ROOT / "devtools" / "delay_proxy.py"),
+            f"--listen=127.0.0.1:{self.port}",
+            f"--target=127.0.0.1:{self.target_port}",
+            f"--delay-ms={self.delay_ms}",
+        ]
+
+
 def seed(base: str) -> dict[str, str]:
     """A parent with one screened child and a health worker; return their auth headers."""
     parent = http("POST", base + "/api/v1/chat/start", {"phoneNumber": "081900000001"}).json()[
@@ -162,6 +183,28 @@ def main() -> None:
             path = "/api/v1/children"
             bench.compare(
                 f"worker type: GET {path}",
+                [
+                    (label, f"http://127.0.0.1:{app.port}{path}", auth)
+                    for label, app in apps.items()
+                ],
+            )
+            for app in apps.values():
+                app.stop()
+
+            # 1b. The same with every database reply delayed (as from a far or busy host):
+            # the case threads exist for. The delay is exaggerated on purpose, so that
+            # waiting, not this machine's 2 shared cores, bounds the sync workers.
+            proxy = DelayProxy(bench.root / "proxy", bench.mongo.port, DB_DELAY_MS)
+            proxy.start()
+            started.append(proxy)
+            far = {"MONGO_URI": f"mongodb://127.0.0.1:{proxy.port}/"}
+            apps = {
+                label: bench.instance(f"far{n}", **env, **far)
+                for n, (label, env) in enumerate(workers.items())
+            }
+            started += apps.values()
+            bench.compare(
+                f"worker type, DB {DB_DELAY_MS:g} ms away: GET {path}",
                 [
                     (label, f"http://127.0.0.1:{app.port}{path}", auth)
                     for label, app in apps.items()
