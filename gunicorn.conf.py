@@ -32,7 +32,7 @@ workers = _env_int("WEB_CONCURRENCY", multiprocessing.cpu_count())
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 # Only gthread uses threads: gunicorn silently turns "sync" with threads > 1 into
 # gthread, so the thread count is forced to 1 for any other worker class.
-threads = _env_int("GUNICORN_THREADS", 8) if worker_class == "gthread" else 1
+threads = _env_int("GUNICORN_THREADS", 16) if worker_class == "gthread" else 1
 # A worker silent for this long is killed and replaced. Keep it well above the
 # MongoDB and Redis timeouts so an outage turns into 503s, not killed workers.
 timeout = _env_int("GUNICORN_TIMEOUT", 30)

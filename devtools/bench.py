@@ -213,7 +213,7 @@ def main() -> None:
             for app in apps.values():
                 app.stop()
 
-            # 2. nginx in front of two instances vs one instance direct (defaults: gthread x 8).
+            # 2. nginx in front of two instances vs one instance direct (defaults: gthread x 16).
             app1, app2 = bench.instance("app1"), bench.instance("app2")
             started += [app1, app2]
             nginx = Nginx(bench.root / "nginx", [app1.port, app2.port])

@@ -17,7 +17,7 @@ def test_defaults(monkeypatch):
     monkeypatch.delenv("GUNICORN_THREADS", raising=False)
     conf = load(monkeypatch)
     assert conf["worker_class"] == "gthread"
-    assert conf["threads"] == 8
+    assert conf["threads"] == 16
     assert conf["preload_app"] is False
     assert conf["forwarded_allow_ips"] == "127.0.0.1,::1"
 
