@@ -399,12 +399,23 @@ class _Context:
         else:
             self.say("child_gestation_invalid")
             return
-        child = self.store.add_child(
-            self.user["id"],
-            name=self.form["name"],
-            birthDate=date.fromisoformat(self.form["birthDate"]),
-            sex=self.form["sex"],
-            gestationalWeeks=weeks,
+        born = date.fromisoformat(self.form["birthDate"])
+        # A retry whose first attempt saved the child but not the session finds it here.
+        same = [
+            c
+            for c in self.store.list_children(self.user["id"])
+            if (c["name"], c["birthDate"], c["sex"]) == (self.form["name"], born, self.form["sex"])
+        ]
+        child = (
+            same[0]
+            if same
+            else self.store.add_child(
+                self.user["id"],
+                name=self.form["name"],
+                birthDate=born,
+                sex=self.form["sex"],
+                gestationalWeeks=weeks,
+            )
         )
         self.goto("confirm_screen", childId=child["id"])
         self.say("child_added", self.yes_no(), name=child["name"])
@@ -524,6 +535,8 @@ class _Context:
         bank = self.e.banks.get(questionnaire["bankVersion"])
         bracket = bank.bracket(questionnaire["bracket"])
         item = bracket.items[len(questionnaire["answers"])]
+        # Which answer the reply will be: lets a replayed message be recognised (on_question).
+        self.state["asked"] = len(questionnaire["answers"])
         self.say(
             "question",
             [*self.yes_no(), (self.e.t("back", self.lang), "kembali")],
@@ -541,6 +554,12 @@ class _Context:
         questionnaire, bank = found
         bracket = bank.bracket(questionnaire["bracket"])
         answers = list(questionnaire["answers"])
+        if self.state.get("asked", len(answers)) != len(answers):
+            # The stored answers moved on without this session state: the message is a
+            # retry whose first attempt saved the answer but failed before the session
+            # was saved. Record nothing twice; ask what is next.
+            self.ask_item(questionnaire)
+            return
         if word in BACK:
             if not answers:
                 self.say("back_at_first")

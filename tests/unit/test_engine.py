@@ -257,6 +257,31 @@ def test_unfinished_questionnaire_is_abandoned_after_the_window():
     assert store.in_progress("u1") is None
 
 
+def test_a_replayed_answer_is_not_recorded_twice():
+    """The first attempt saved the answer, then failed before the session was saved."""
+    chat = Chat()
+    start_screening(chat)
+    before = dict(chat.state)
+    chat.say("ya")
+    assert len(chat.store.in_progress("u1")["answers"]) == 1
+    chat.state = before  # the session as it was: its save was lost
+    reply = chat.say("ya")  # the client retries the same message
+    assert len(chat.store.in_progress("u1")["answers"]) == 1
+    assert "Pertanyaan 2/10" in reply
+
+
+def test_a_replayed_child_is_not_added_twice():
+    chat = Chat()
+    chat.register()
+    for text in ("Budi", "01-04-2025", "1"):
+        chat.say(text)
+    before = dict(chat.state)
+    chat.say("38")
+    chat.state = before
+    chat.say("38")
+    assert len(chat.store.list_children("u1")) == 1
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
