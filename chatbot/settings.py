@@ -105,6 +105,8 @@ class Settings:
     otp_sender: str = "chatbot.auth:LogCodeSender"
     otp_ttl_s: int = 300
     otp_max_attempts: int = 5
+    otp_sends_per_window: int = 3
+    otp_send_window_s: int = 900
     chat_rate_limit: str = "120 per minute"
     verify_rate_limit: str = "10 per minute"
 
@@ -162,6 +164,8 @@ class Settings:
             otp_sender=_str(env, "OTP_SENDER", d.otp_sender),
             otp_ttl_s=_int(env, "OTP_TTL_S", d.otp_ttl_s, 30),
             otp_max_attempts=_int(env, "OTP_MAX_ATTEMPTS", d.otp_max_attempts, 1),
+            otp_sends_per_window=_int(env, "OTP_SENDS_PER_WINDOW", d.otp_sends_per_window, 1),
+            otp_send_window_s=_int(env, "OTP_SEND_WINDOW_S", d.otp_send_window_s, 60),
             chat_rate_limit=_str(env, "CHAT_RATE_LIMIT", d.chat_rate_limit),
             verify_rate_limit=_str(env, "VERIFY_RATE_LIMIT", d.verify_rate_limit),
             session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", d.session_idle_minutes, 1),

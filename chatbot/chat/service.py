@@ -72,6 +72,18 @@ class ChatService:
                 "token": self.tokens.issue(user),
                 "user": public_user(user),
             }
+        # Codes cost a message to someone's phone: a few per number per window, whoever asks.
+        window = timedelta(seconds=self.settings.otp_send_window_s)
+        if (
+            self.verifications.count_since(user["id"], now - window)
+            >= self.settings.otp_sends_per_window
+        ):
+            raise ApiError(
+                "Too many codes were sent to this number; try again later.",
+                status=429,
+                code="rate_limited",
+                details={"retryAfterSeconds": self.settings.otp_send_window_s},
+            )
         code = new_code()
         challenge = secrets.token_urlsafe(18)
         self.verifications.create(

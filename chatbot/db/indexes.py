@@ -57,6 +57,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     "verifications": [
         IndexModel([("expiresAt", ASCENDING)], name="expiresAt_1"),
+        # Codes sent to one number recently (the per-number send limit).
+        IndexModel(
+            [("userId", ASCENDING), ("createdAt", DESCENDING)], name="userId_1_createdAt_-1"
+        ),
     ],
     "question_banks": [
         IndexModel(

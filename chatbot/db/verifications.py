@@ -29,6 +29,11 @@ class VerificationRepository:
         }
         self.col.insert_one(doc)
 
+    def count_since(self, user_id: str, since: datetime) -> int:
+        return self.col.count_documents(
+            {"userId": oid(user_id, "user"), "createdAt": {"$gte": since}}
+        )
+
     def get_live(self, challenge_id: str, now: datetime) -> dict[str, Any] | None:
         doc = self.col.find_one({"_id": challenge_id, "used": False, "expiresAt": {"$gt": now}})
         return out(doc)

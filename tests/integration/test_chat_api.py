@@ -67,6 +67,16 @@ def test_too_many_wrong_codes_lock_the_challenge(client):
     assert response.status_code == 400
 
 
+def test_codes_sent_to_one_number_are_limited(client):
+    ApiChat(client, "081200000013")
+    statuses = [
+        client.post("/api/v1/chat/start", json={"phoneNumber": "081200000013"}).status_code
+        for _ in range(4)
+    ]
+    assert statuses == [202, 202, 202, 429]
+    assert len([p for p, _ in CapturingSender.sent if p == "+6281200000013"]) == 3
+
+
 def test_one_users_token_never_reaches_another_users_data(client):
     alice = ApiChat(client, "081200000003")
     alice.register_with_child("Alya", TERM_CHILD_BORN)
