@@ -18,11 +18,11 @@ export STACK_REDIS_PORT=${STACK_REDIS_PORT:-6389}
 processes=(app1 app2 sweeper nginx)
 if [ -z "${MONGO_URI:-}" ]; then
   export MONGO_URI="mongodb://127.0.0.1:${STACK_MONGO_PORT}/"
-  processes+=(ferretdb)
+  processes+=(database)
 fi
 if [ -z "${REDIS_URL:-}" ]; then
   export REDIS_URL="redis://127.0.0.1:${STACK_REDIS_PORT}/0"
-  processes+=(redis)
+  processes+=(cache)
 fi
 
 mkdir -p var/ferretdb var/redis var/nginx
