@@ -15,6 +15,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -81,11 +82,19 @@ class BankSource(Protocol):
     def get(self, version: str) -> Bank: ...
 
 
+@cache
+def _load_texts(path: Path) -> dict[str, dict[str, str]]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 class Texts:
-    """User-facing messages from chatbot/data/texts.json, in Indonesian and English."""
+    """User-facing messages from chatbot/data/texts.json, in Indonesian and English.
+
+    The file is read once per process (an engine is built for every message).
+    """
 
     def __init__(self, path: Path = TEXTS_FILE) -> None:
-        self._texts: dict[str, dict[str, str]] = json.loads(path.read_text(encoding="utf-8"))
+        self._texts = _load_texts(path)
 
     def __call__(self, key: str, language: str, **values: Any) -> str:
         entry = self._texts[key]
