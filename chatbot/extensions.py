@@ -6,7 +6,7 @@ import contextlib
 from typing import Any
 
 import redis
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask_caching import Cache
 from flask_compress import Compress
 from flask_limiter import Limiter
@@ -14,6 +14,7 @@ from flask_limiter.util import get_remote_address
 
 from chatbot.chat.banks import BankRegistry
 from chatbot.db import Mongo
+from chatbot.errors import ApiError
 from chatbot.redis_store import RedisStore
 from chatbot.settings import Settings
 
@@ -25,12 +26,19 @@ compress = Compress()
 
 
 def client_key() -> str:
-    """Rate-limit per bearer token when there is one (a clinic's parents share one
-    address), else per client address (from nginx's X-Forwarded-For via ProxyFix)."""
-    auth = request.headers.get("Authorization", "")
-    if auth.startswith("Bearer ") and len(auth) > 40:
-        # The token's signature part is unique per token; no need to keep it whole.
-        return "t:" + auth[-27:]
+    """Rate-limit per user when the request carries a genuine token (a clinic's parents
+    share one address), else per client address (nginx's X-Forwarded-For via ProxyFix).
+
+    Only a correctly signed token counts: made-up tokens must not buy fresh allowances.
+    """
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token:
+        try:
+            user_id, _ = current_app.extensions["chatbot.tokens"].read(token.strip())
+        except ApiError:
+            pass
+        else:
+            return "u:" + user_id
     return "ip:" + get_remote_address()
 
 

@@ -69,6 +69,25 @@ def test_chat_is_rate_limited_per_token_not_per_address(settings):
     assert second.send("halo").status_code == 201
 
 
+def test_made_up_tokens_do_not_buy_fresh_allowances(settings):
+    app = create_app(replace(settings, chat_rate_limit="2 per minute"))
+    with app.app_context():
+        from chatbot.db.indexes import ensure_indexes
+        from chatbot.extensions import mongo
+
+        ensure_indexes(mongo.db)
+    client = app.test_client()
+    statuses = [
+        client.post(
+            "/api/v1/chat/start",
+            json={"phoneNumber": f"08170000010{n}"},
+            headers={"Authorization": f"Bearer forged-{n}-{'x' * 40}"},
+        ).status_code
+        for n in range(3)
+    ]
+    assert statuses == [201, 201, 429]
+
+
 def test_breaker_makes_an_outage_cost_no_timeouts(settings, tmp_path):
     server = Redis(tmp_path / "redis")
     server.start()
