@@ -169,7 +169,8 @@ class Nginx(Service):
             f"127.0.0.1:{self.port}",
             [f"127.0.0.1:{p}" for p in self.upstream_ports],
         )
-        return ["nginx", "-p", f"{self.workdir}/", "-c", "nginx.conf"]
+        # -e stderr: never touch the system log directory, even before the config is read.
+        return ["nginx", "-e", "stderr", "-p", f"{self.workdir}/", "-c", "nginx.conf"]
 
 
 @dataclass
