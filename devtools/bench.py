@@ -174,22 +174,27 @@ def main() -> None:
                 "gthread, 2 workers x 8 threads": {"GUNICORN_THREADS": "8"},
                 "gthread, 2 workers x 16 threads": {"GUNICORN_THREADS": "16"},
             }
-            apps = {
-                label: bench.instance(f"w{n}", **env)
-                for n, (label, env) in enumerate(workers.items())
-            }
-            started += apps.values()
-            auth = seed(f"http://127.0.0.1:{next(iter(apps.values())).port}")
             path = "/api/v1/children"
-            bench.compare(
-                f"worker type: GET {path}",
-                [
+            auth = None
+
+            def worker_group(title: str, **extra: str) -> None:
+                """Start one instance per worker type, compare them on `path`, stop them."""
+                nonlocal auth
+                apps = {
+                    label: bench.instance(f"{title[:3]}{n}", **env, **extra)
+                    for n, (label, env) in enumerate(workers.items())
+                }
+                started.extend(apps.values())
+                auth = auth or seed(f"http://127.0.0.1:{next(iter(apps.values())).port}")
+                urls = [
                     (label, f"http://127.0.0.1:{app.port}{path}", auth)
                     for label, app in apps.items()
-                ],
-            )
-            for app in apps.values():
-                app.stop()
+                ]
+                bench.compare(f"{title}: GET {path}", urls)
+                for app in apps.values():
+                    app.stop()
+
+            worker_group("worker type")
 
             # 1b. The same with every database reply delayed (as from a far or busy host):
             # the case threads exist for. The delay is exaggerated on purpose, so that
@@ -197,21 +202,10 @@ def main() -> None:
             proxy = DelayProxy(bench.root / "proxy", bench.mongo.port, DB_DELAY_MS)
             proxy.start()
             started.append(proxy)
-            far = {"MONGO_URI": f"mongodb://127.0.0.1:{proxy.port}/"}
-            apps = {
-                label: bench.instance(f"far{n}", **env, **far)
-                for n, (label, env) in enumerate(workers.items())
-            }
-            started += apps.values()
-            bench.compare(
-                f"worker type, DB {DB_DELAY_MS:g} ms away: GET {path}",
-                [
-                    (label, f"http://127.0.0.1:{app.port}{path}", auth)
-                    for label, app in apps.items()
-                ],
+            worker_group(
+                f"worker type, DB {DB_DELAY_MS:g} ms away",
+                MONGO_URI=f"mongodb://127.0.0.1:{proxy.port}/",
             )
-            for app in apps.values():
-                app.stop()
 
             # 2. nginx in front of two instances vs one instance direct (defaults: gthread x 16).
             app1, app2 = bench.instance("app1"), bench.instance("app2")

@@ -29,12 +29,18 @@ def browser():
         browser.close()
 
 
-def test_parent_screens_a_child_in_the_browser(stack, browser, tmp_path):
+def open_chat(stack, browser, phone):
+    """Open the page and submit a phone number; return the page."""
     page = browser.new_page()
     page.set_default_timeout(10_000)
     page.goto(stack.url + "/")
-    page.fill("#phone", "081600000001")
+    page.fill("#phone", phone)
     page.click("#start button")
+    return page
+
+
+def test_parent_screens_a_child_in_the_browser(stack, browser, tmp_path):
+    page = open_chat(stack, browser, "081600000001")
     page.wait_for_selector("#log li.bot")
     assert "setuju" in page.inner_text("#log")
     assert not page.is_visible("#start")
@@ -79,11 +85,7 @@ def test_known_number_asks_for_a_code_in_the_browser(stack, browser):
     from tests.support import HttpChat
 
     HttpChat(stack.url, "081600000002").say("halo")  # the number now has data
-    page = browser.new_page()
-    page.set_default_timeout(10_000)
-    page.goto(stack.url + "/")
-    page.fill("#phone", "081600000002")
-    page.click("#start button")
+    page = open_chat(stack, browser, "081600000002")
     page.wait_for_selector("#verify:not([hidden])")
     page.fill("#code", "999999" if logged_code(stack, "+6281600000002") != "999999" else "888888")
     page.click("#verify button")
