@@ -43,6 +43,30 @@ SEX = {
     **dict.fromkeys(("1", "laki-laki", "laki", "l", "boy", "male"), "male"),
     **dict.fromkeys(("2", "perempuan", "p", "girl", "female"), "female"),
 }
+AGREE = {"setuju", "agree", "ok", "oke"}
+# Words for the menu's numbered choices.
+MENU_WORDS = {
+    **dict.fromkeys(("skrining", "screen", "screening", "periksa"), "1"),
+    **dict.fromkeys(("tambah", "tambah anak", "add", "add child", "add a child"), "2"),
+    **dict.fromkeys(("riwayat", "history"), "3"),
+    **dict.fromkeys(("bahasa", "language", "ganti bahasa", "change language"), "4"),
+}
+MONTHS = {
+    name: number
+    for number, names in enumerate(
+        [
+            ("jan", "januari", "january"), ("feb", "februari", "february"),
+            ("mar", "maret", "march"), ("apr", "april"), ("mei", "may"),
+            ("jun", "juni", "june"), ("jul", "juli", "july"),
+            ("agu", "agt", "agustus", "aug", "august"), ("sep", "september", "sept"),
+            ("okt", "oktober", "oct", "october"), ("nov", "november"),
+            ("des", "desember", "dec", "december"),
+        ],
+        start=1,
+    )
+    for name in names
+}  # fmt: skip
+WEEKS = re.compile(r"(\d{2})(?: ?(?:minggu|mgg|weeks?|wks?|w))?")  # "38", "38 minggu", "38w"
 MAX_CHILD_AGE_YEARS = 7
 
 
@@ -107,7 +131,13 @@ def normalise(text: str) -> str:
 
 
 def parse_date(text: str) -> date | None:
-    """Read 25-12-2024, 25/12/2024, 25.12.2024 or 2024-12-25."""
+    """Read 25-12-2024, 25/12/2024, 25.12.2024, 2024-12-25 or 25 Desember 2024 / 25 Dec 2024."""
+    named = re.fullmatch(r"(\d{1,2}) ([a-z]+) (\d{4})", text)
+    if named and named.group(2) in MONTHS:
+        try:
+            return date(int(named.group(3)), MONTHS[named.group(2)], int(named.group(1)))
+        except ValueError:
+            return None
     for pattern, order in (
         (r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})$", "dmy"),
         (r"^(\d{4})-(\d{1,2})-(\d{1,2})$", "ymd"),
@@ -277,7 +307,7 @@ class _Context:
 
     # --- consent and language ---------------------------------------------------
     def on_consent(self, word: str) -> None:
-        if word in YES:
+        if word in YES or word in AGREE:
             self.user["consentAt"] = self.now
             self.store.set_user(self.user["id"], consentAt=self.now)
             self.goto("language")
@@ -314,6 +344,7 @@ class _Context:
 
     # --- menu ---------------------------------------------------------------------
     def on_menu(self, word: str, raw: str) -> None:
+        word = MENU_WORDS.get(word, word)
         if word == "1":
             self.choose_child()
         elif word == "2":
@@ -401,10 +432,11 @@ class _Context:
 
     def on_child_gestation(self, word: str, raw: str) -> None:
         weeks: int | None
+        number = WEEKS.fullmatch(word)
         if word in UNKNOWN_GESTATION:
             weeks = None
-        elif word.isdigit() and 22 <= int(word) <= 44:
-            weeks = int(word)
+        elif number and 22 <= int(number.group(1)) <= 44:
+            weeks = int(number.group(1))
         else:
             self.say("child_gestation_invalid")
             return

@@ -192,6 +192,22 @@ def test_language_step_accepts_the_language_name():
     assert chat.step == "child_name"
 
 
+def test_words_for_menu_choices_consent_and_weeks():
+    chat = Chat()
+    chat.say("halo")
+    chat.say("setuju")
+    assert chat.step == "language"
+    chat.say("1")
+    chat.say("Budi")
+    chat.say("25 Desember 2024")
+    chat.say("laki-laki")
+    assert "tersimpan" in chat.say("38 minggu")
+    assert chat.store.list_children("u1")[0]["gestationalWeeks"] == 38
+    chat.say("tidak")
+    assert "Budi:" in chat.say("riwayat")
+    assert "Pilih bahasa" in chat.say("bahasa")
+
+
 def test_english_registration_and_help():
     chat = Chat()
     chat.register(language="2")
@@ -289,6 +305,11 @@ def test_a_replayed_child_is_not_added_twice():
         ("25/12/2024", date(2024, 12, 25)),
         ("2024-12-25", date(2024, 12, 25)),
         ("5.1.2025", date(2025, 1, 5)),
+        ("25 desember 2024", date(2024, 12, 25)),
+        ("3 mei 2025", date(2025, 5, 3)),
+        ("25 dec 2024", date(2024, 12, 25)),
+        ("31 feb 2024", None),
+        ("25 foo 2024", None),
         ("31-02-2024", None),
         ("kemarin", None),
     ],
