@@ -6,6 +6,7 @@ from flask import Blueprint, g, jsonify
 from flask.typing import ResponseReturnValue
 
 from chatbot.auth import auth_required
+from chatbot.chat.service import utcnow
 from chatbot.db.children import ChildRepository
 from chatbot.db.documents import NotFoundError
 from chatbot.db.questionnaires import QuestionnaireRepository
@@ -45,6 +46,16 @@ def child_summary(child_id: str) -> ResponseReturnValue:
     child = _child_visible(child_id)
     recent = QuestionnaireRepository(mongo.db).recent_for_child(child["id"], limit=5)
     return jsonify(child=public_child(child), recentScreenings=recent)
+
+
+@bp.post("/children/<child_id>/archive")
+@auth_required()
+def archive_child(child_id: str) -> ResponseReturnValue:
+    """Archive a child (e.g. added by mistake): gone from lists and screening, history kept."""
+    child = _child_visible(child_id)
+    repo = ChildRepository(mongo.db)
+    repo.archive(child["id"], utcnow())
+    return jsonify(child=public_child(repo.get(child["id"])))
 
 
 @bp.get("/questionnaires/<questionnaire_id>")

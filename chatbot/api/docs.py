@@ -38,6 +38,8 @@ OPERATIONS: list[Operation] = [
     ("get", "/children", "The user's children", None, {200: s.Children}, PARENT),
     ("get", "/children/{child_id}", "A child with its 5 latest results", None,
      {200: s.ChildSummary}, PARENT),
+    ("post", "/children/{child_id}/archive", "Archive a child (history kept)", None,
+     {200: s.ArchivedChild}, PARENT),
     ("get", "/questionnaires/{questionnaire_id}", "One questionnaire's full result", None,
      {200: s.Questionnaire}, PARENT),
     ("get", "/worker/children", "Children at the given risk levels", s.RiskQuery,

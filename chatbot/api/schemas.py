@@ -156,6 +156,10 @@ class Children(BaseModel):
     children: list[Child]
 
 
+class ArchivedChild(BaseModel):
+    child: Child
+
+
 class RecentScreening(BaseModel):
     id: str
     riskLevel: Literal["low", "medium", "high"]

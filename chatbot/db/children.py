@@ -54,6 +54,12 @@ class ChildRepository:
         doc = self.col.find_one({"_id": oid(child_id, "child"), "userId": oid(user_id, "user")})
         return out(doc, DATES)
 
+    def archive(self, child_id: str, now: datetime) -> None:
+        """Hide a child from lists and screening; its history is kept."""
+        self.col.update_one(
+            {"_id": oid(child_id, "child")}, {"$set": {"status": "archived", "archivedAt": now}}
+        )
+
     def set_last_screening(self, child_id: str, summary: dict[str, Any]) -> None:
         self.col.update_one({"_id": oid(child_id, "child")}, {"$set": {"lastScreening": summary}})
 

@@ -190,6 +190,26 @@ def test_messages_of_one_user_are_processed_one_at_a_time(app):
     assert len(in_progress["answers"]) == 5
 
 
+def test_archived_child_leaves_the_lists_but_keeps_its_history(client):
+    chat = ApiChat(client, "081200000014")
+    chat.register_with_child("Budi", TERM_CHILD_BORN)
+    chat.say("ya")
+    chat.answer_all(["ya"] * 10)
+    [child] = chat.get("/api/v1/children").get_json()["children"]
+    other = ApiChat(client, "081200000015")
+    assert (
+        client.post(f"/api/v1/children/{child['id']}/archive", headers=other.headers).status_code
+        == 404
+    )
+    response = client.post(f"/api/v1/children/{child['id']}/archive", headers=chat.headers)
+    assert response.status_code == 200
+    assert response.get_json()["child"]["status"] == "archived"
+    assert chat.get("/api/v1/children").get_json()["children"] == []
+    summary = chat.get(f"/api/v1/children/{child['id']}").get_json()
+    assert len(summary["recentScreenings"]) == 1
+    assert "Belum ada data anak" in chat.say("1")  # no child to screen any more
+
+
 def test_history_is_paginated_newest_first_with_a_cursor(client):
     chat = ApiChat(client, "081200000009")
     for text in ("halo", "ya", "1", "Budi"):
