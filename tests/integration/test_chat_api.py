@@ -4,6 +4,7 @@ import threading
 
 import pytest
 
+from chatbot.db.questionnaires import QuestionnaireRepository
 from chatbot.db.users import UserRepository
 from chatbot.extensions import mongo
 from tests.support import ApiChat, CapturingSender
@@ -180,11 +181,7 @@ def test_messages_of_one_user_are_processed_one_at_a_time(app):
     for t in threads:
         t.join()
     assert results == [201] * 5
-    questionnaire = chat.get("/api/v1/children").get_json()["children"][0]
-    del questionnaire
     with app.app_context():
-        from chatbot.db.questionnaires import QuestionnaireRepository
-
         user = UserRepository(mongo.db).by_phone("+6281200000008")
         in_progress = QuestionnaireRepository(mongo.db).in_progress_for_user(user["id"])
     assert len(in_progress["answers"]) == 5
