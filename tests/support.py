@@ -3,7 +3,22 @@
 from __future__ import annotations
 
 import itertools
+from datetime import datetime
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
+
+from chatbot.screening.age import add_months
+
+
+def born_ago(months: int) -> str:
+    """A birth date (DD-MM-YYYY) making a child `months` old today in Jakarta, so the
+    bracket a test expects does not drift as the calendar moves on."""
+    today = datetime.now(ZoneInfo("Asia/Jakarta")).date()
+    return add_months(today, -months).strftime("%d-%m-%Y")
+
+
+# A term child of 22 months: the 21-month form, 10 items.
+TODDLER = born_ago(22)
 
 
 class CapturingSender:

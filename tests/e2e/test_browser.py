@@ -4,6 +4,8 @@ import shutil
 
 import pytest
 
+from tests.support import TODDLER
+
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -62,7 +64,7 @@ def test_parent_screens_a_child_in_the_browser(stack, browser, tmp_path):
     tap("Ya")
     tap("1")
     type_("Dewi")
-    type_("01-01-2025")
+    type_(TODDLER)
     tap("2")
     type_("38")
     tap("Ya")

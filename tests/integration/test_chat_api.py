@@ -7,11 +7,11 @@ import pytest
 from chatbot.db.questionnaires import QuestionnaireRepository
 from chatbot.db.users import UserRepository
 from chatbot.extensions import mongo
-from tests.support import ApiChat, CapturingSender
+from tests.support import TODDLER, ApiChat, CapturingSender
 
 pytestmark = pytest.mark.integration
 
-TERM_CHILD_BORN = "01-01-2025"
+TERM_CHILD_BORN = TODDLER
 
 
 def test_new_number_gets_a_token_and_a_normalised_identity(client):

@@ -12,7 +12,7 @@ from chatbot.db.questionnaires import QuestionnaireRepository
 from chatbot.db.users import UserRepository
 from chatbot.extensions import mongo
 from chatbot.screening.bank import SHIPPED_BANK
-from tests.support import ApiChat
+from tests.support import TODDLER, ApiChat, born_ago
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +69,7 @@ def test_init_db_command(app):
 def test_expired_session_resumes_the_questionnaire_then_the_sweep_abandons_it(app):
     client = app.test_client()
     chat = ApiChat(client, "081300000001")
-    chat.register_with_child("Budi", "01-01-2025")
+    chat.register_with_child("Budi", TODDLER)
     chat.say("ya")
     chat.say("ya")
     with app.app_context():
@@ -151,7 +151,7 @@ def test_import_bank_validates_and_activates(app, tmp_path):
     with app.app_context():
         assert banks.active().version == "official-2022"
     chat = ApiChat(app.test_client(), "081300000003")
-    chat.register_with_child("Budi", "01-01-2025")
+    chat.register_with_child("Budi", TODDLER)
     chat.say("ya")
     with app.app_context():
         user = UserRepository(mongo.db).by_phone("+6281300000003")
@@ -162,11 +162,11 @@ def test_import_bank_validates_and_activates(app, tmp_path):
 def test_worker_endpoints_need_a_staff_role(app):
     client = app.test_client()
     parent = ApiChat(client, "081300000004")
-    parent.register_with_child("Budi", "01-01-2025")
+    parent.register_with_child("Budi", TODDLER)
     parent.say("ya")
     parent.answer_all(["tidak"] * 5 + ["ya"] * 5)  # possible deviation -> refer
     parent.say("2")
-    for text in ("Siti", "01-06-2025", "2", "38", "ya"):
+    for text in ("Siti", born_ago(17), "2", "38", "ya"):
         parent.say(text)
     parent.answer_all(["ya"] * 10)  # appropriate
 
@@ -196,7 +196,7 @@ def test_worker_endpoints_need_a_staff_role(app):
 def test_overdue_rescreens_are_listed_most_overdue_first(app):
     client = app.test_client()
     parent = ApiChat(client, "081300000006")
-    parent.register_with_child("Budi", "01-01-2025")
+    parent.register_with_child("Budi", TODDLER)
     parent.say("ya")
     parent.answer_all(["tidak", "tidak"] + ["ya"] * 8)  # doubtful: re-screen in 2 weeks
     admin = ApiChat(client, "081300000007")

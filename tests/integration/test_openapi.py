@@ -5,7 +5,7 @@ import re
 import pytest
 
 from chatbot.api.docs import OPERATIONS
-from tests.support import ApiChat
+from tests.support import TODDLER, ApiChat
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def test_document_lists_exactly_the_apps_routes(app, client):
 def test_real_responses_match_the_documented_models(app, client):
     models = {(m, p): responses for m, p, _, _, responses, _ in OPERATIONS}
     chat = ApiChat(client, "081400000001")
-    chat.register_with_child("Budi", "01-01-2025")
+    chat.register_with_child("Budi", TODDLER)
     turn = chat.send("ya")
     models[("post", "/chat/messages")][201].model_validate(turn.get_json())
     chat.answer_all(["ya"] * 10)
