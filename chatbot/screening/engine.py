@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from chatbot.screening.age import AgeRules, bracket_for, date_at_age, screening_age
+from chatbot.screening.age import AgeRules, add_months, bracket_for, date_at_age, screening_age
 from chatbot.screening.bank import BRACKETS, Bank
 from chatbot.screening.scoring import score
 
@@ -409,7 +409,8 @@ class _Context:
 
     def on_child_birth(self, word: str, raw: str) -> None:
         born = parse_date(word)
-        earliest = self.today.replace(year=self.today.year - MAX_CHILD_AGE_YEARS)
+        # add_months, not date.replace: on 29 February replace(year=...) raises.
+        earliest = add_months(self.today, -12 * MAX_CHILD_AGE_YEARS)
         if born is None or born > self.today or born < earliest:
             self.say("child_birth_invalid")
             return

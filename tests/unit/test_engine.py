@@ -239,6 +239,13 @@ def test_invalid_child_details_are_asked_again():
     assert chat.store.list_children("u1")[0]["gestationalWeeks"] is None
 
 
+def test_birth_dates_are_accepted_on_29_february():
+    chat = Chat(now=datetime(2028, 2, 29, 3, 0, tzinfo=UTC))
+    chat.register()
+    chat.say("Budi")
+    assert "Jenis kelamin" in chat.say("01-01-2027")
+
+
 def test_expired_session_offers_to_resume_within_the_window():
     store = FakeStore()
     chat = Chat(store)
