@@ -101,7 +101,8 @@ logconfig_dict = {
 # --- Hooks ----------------------------------------------------------------
 def post_request(worker, req, environ, resp):
     """Worker process: retire this worker gracefully when it has grown too large."""
-    if not max_worker_rss_mb:
+    # Every 50th request: memory grows slowly, and this runs on the request path.
+    if not max_worker_rss_mb or worker.nr % 50:
         return
     rss_mb = psutil.Process().memory_info().rss / 2**20
     if rss_mb > max_worker_rss_mb and worker.alive:

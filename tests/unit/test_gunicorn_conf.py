@@ -33,3 +33,27 @@ def test_knobs_come_from_the_environment(monkeypatch):
         monkeypatch, WEB_CONCURRENCY="3", GUNICORN_THREADS="16", GUNICORN_BIND="127.0.0.1:9001"
     )
     assert (conf["workers"], conf["threads"], conf["bind"]) == (3, 16, "127.0.0.1:9001")
+
+
+class FakeWorker:
+    """Just what the post_request hook reads of a gunicorn worker."""
+
+    def __init__(self, nr):
+        self.nr, self.alive, self.pid = nr, True, 1
+        self.log = type("Log", (), {"warning": lambda *a: None})()
+
+
+def test_a_worker_over_its_memory_limit_is_retired_gracefully(monkeypatch):
+    conf = load(monkeypatch, GUNICORN_MAX_WORKER_RSS_MB="1")  # this test process uses more
+    checked, skipped = FakeWorker(nr=50), FakeWorker(nr=51)
+    conf["post_request"](checked, None, None, None)
+    conf["post_request"](skipped, None, None, None)
+    assert checked.alive is False  # finishes in-flight requests, then the master replaces it
+    assert skipped.alive is True  # only every 50th request pays for the check
+
+
+def test_the_memory_guard_can_be_turned_off(monkeypatch):
+    conf = load(monkeypatch, GUNICORN_MAX_WORKER_RSS_MB="0")
+    worker = FakeWorker(nr=50)
+    conf["post_request"](worker, None, None, None)
+    assert worker.alive is True
