@@ -29,7 +29,7 @@ class JSONProvider(DefaultJSONProvider):
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app; no I/O happens here (connections open lazily in each worker)."""
     from chatbot import api, db, errors, health, logs, middleware, web
-    from chatbot.auth import Tokens
+    from chatbot.auth import Tokens, client_key
     from chatbot.cli import cli
     from chatbot.extensions import cache, compress, make_limiter, mongo, redis_store
 
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     redis_store.init_app(settings)
     cache.init_app(app)
     compress.init_app(app)
-    limiter = make_limiter(app, settings)
+    limiter = make_limiter(app, settings, client_key)
     app.extensions["chatbot.tokens"] = Tokens(settings.secret_key, settings.token_max_age_s)
 
     errors.init_app(app)

@@ -16,6 +16,7 @@ from functools import wraps
 from typing import Any, Protocol
 
 from flask import current_app, g, request
+from flask_limiter.util import get_remote_address
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.utils import import_string
 
@@ -89,17 +90,50 @@ def new_code() -> str:
     return f"{secrets.randbelow(10**6):06d}"
 
 
+STAFF_ROLES = ("health_worker", "admin")
+
+
+def bearer_claims() -> tuple[str, str]:
+    """(user id, token version) of this request's bearer token; raise UnauthorizedError.
+
+    Checked once per request: the rate limiter's key and `auth_required` both ask.
+    """
+    if "bearer_claims" not in g:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            g.bearer_claims = UnauthorizedError(
+                "Send the token as 'Authorization: Bearer <token>'."
+            )
+        else:
+            try:
+                g.bearer_claims = current_app.extensions["chatbot.tokens"].read(token.strip())
+            except UnauthorizedError as exc:
+                g.bearer_claims = exc
+    if isinstance(g.bearer_claims, UnauthorizedError):
+        raise g.bearer_claims
+    return g.bearer_claims
+
+
+def client_key() -> str:
+    """Rate-limit per user when the request carries a genuine token (a clinic's parents
+    share one address), else per client address (nginx's X-Forwarded-For via ProxyFix).
+
+    Only a correctly signed token counts: made-up tokens must not buy fresh allowances.
+    """
+    try:
+        user_id, _ = bearer_claims()
+    except UnauthorizedError:
+        return "ip:" + get_remote_address()
+    return "u:" + user_id
+
+
 def auth_required(*roles: str) -> Callable:
     """Require a valid bearer token (and one of `roles`, if given); sets g.user."""
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            header = request.headers.get("Authorization", "")
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not token:
-                raise UnauthorizedError("Send the token as 'Authorization: Bearer <token>'.")
-            user_id, version = current_app.extensions["chatbot.tokens"].read(token.strip())
+            user_id, version = bearer_claims()
             user = UserRepository(mongo.db).get(user_id)
             if user is None or not hmac.compare_digest(str(user.get("tokenVersion")), str(version)):
                 raise UnauthorizedError("The token is no longer valid; start the chat again.")

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import redis
-from flask import Flask, current_app, request
+from flask import Flask
 from flask_caching import Cache
 from flask_compress import Compress
 from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 
 from chatbot.chat.banks import BankRegistry
 from chatbot.db import Mongo
-from chatbot.errors import ApiError
 from chatbot.redis_store import RedisStore
 from chatbot.settings import Settings
 
@@ -25,24 +24,7 @@ cache = Cache()
 compress = Compress()
 
 
-def client_key() -> str:
-    """Rate-limit per user when the request carries a genuine token (a clinic's parents
-    share one address), else per client address (nginx's X-Forwarded-For via ProxyFix).
-
-    Only a correctly signed token counts: made-up tokens must not buy fresh allowances.
-    """
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token:
-        try:
-            user_id, _ = current_app.extensions["chatbot.tokens"].read(token.strip())
-        except ApiError:
-            pass
-        else:
-            return "u:" + user_id
-    return "ip:" + get_remote_address()
-
-
-def make_limiter(app: Flask, settings: Settings) -> Limiter:
+def make_limiter(app: Flask, settings: Settings, key_func: Callable[[], str]) -> Limiter:
     """Bind a rate limiter to `app`, its counters in Redis on the shared pool.
 
     One Limiter per app: flask-limiter keeps the first app's storage and limits
@@ -50,7 +32,7 @@ def make_limiter(app: Flask, settings: Settings) -> Limiter:
     While Redis is down it counts in process memory instead of failing requests.
     """
     return Limiter(
-        key_func=client_key,
+        key_func=key_func,
         app=app,
         storage_uri=settings.redis_url,
         # The storage's own prefix (not flask-limiter's) decides the Redis key names.

@@ -45,7 +45,10 @@ def service():
     from chatbot.chat.service import ChatService
     from chatbot.extensions import banks, mongo, redis_store
 
-    return ChatService(mongo.db, redis_store, current_app.config["SETTINGS"], banks)
+    app = current_app
+    return ChatService(
+        mongo.db, redis_store, app.config["SETTINGS"], banks, app.extensions["chatbot.tokens"]
+    )
 
 
 def init_app(app: Flask) -> None:

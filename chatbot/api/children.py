@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify
 from flask.typing import ResponseReturnValue
 
-from chatbot.auth import auth_required
+from chatbot.auth import STAFF_ROLES, auth_required
 from chatbot.chat.service import utcnow
 from chatbot.db.children import ChildRepository
 from chatbot.db.documents import NotFoundError
@@ -13,13 +13,12 @@ from chatbot.db.questionnaires import QuestionnaireRepository
 from chatbot.extensions import mongo
 
 bp = Blueprint("children", __name__)
-STAFF = ("health_worker", "admin")
 
 
 def _child_visible(child_id: str) -> dict:
     """A parent sees only their own children; staff see every child."""
     repo = ChildRepository(mongo.db)
-    if g.user["role"] in STAFF:
+    if g.user["role"] in STAFF_ROLES:
         child = repo.get(child_id)
     else:
         child = repo.get_for_user(g.user["id"], child_id)

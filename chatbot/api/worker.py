@@ -8,14 +8,13 @@ from flask.typing import ResponseReturnValue
 from chatbot.api import parse_query
 from chatbot.api.children import public_child
 from chatbot.api.schemas import OverdueQuery, RiskQuery
-from chatbot.auth import auth_required
+from chatbot.auth import STAFF_ROLES, auth_required
 from chatbot.chat.service import utcnow
 from chatbot.db.children import ChildRepository
 from chatbot.db.users import UserRepository
 from chatbot.extensions import mongo, safe_cache_get, safe_cache_set
 
 bp = Blueprint("worker", __name__)
-STAFF = ("health_worker", "admin")
 
 
 def _with_parent_phone(children: list[dict]) -> list[dict]:
@@ -25,7 +24,7 @@ def _with_parent_phone(children: list[dict]) -> list[dict]:
 
 
 @bp.get("/worker/children")
-@auth_required(*STAFF)
+@auth_required(*STAFF_ROLES)
 def at_risk() -> ResponseReturnValue:
     """Children whose latest screening is at one of the given risk levels."""
     query = parse_query(RiskQuery)
@@ -38,7 +37,7 @@ def at_risk() -> ResponseReturnValue:
 
 
 @bp.get("/worker/rescreens/overdue")
-@auth_required(*STAFF)
+@auth_required(*STAFF_ROLES)
 def overdue() -> ResponseReturnValue:
     """Children whose next screening date has passed, most overdue first."""
     query = parse_query(OverdueQuery)
@@ -49,7 +48,7 @@ def overdue() -> ResponseReturnValue:
 
 
 @bp.get("/worker/stats")
-@auth_required(*STAFF)
+@auth_required(*STAFF_ROLES)
 def stats() -> ResponseReturnValue:
     """Children per latest risk level and overdue re-screens, cached briefly in Redis."""
     return jsonify(_stats())

@@ -41,7 +41,12 @@ def utcnow() -> datetime:
 
 class ChatService:
     def __init__(
-        self, db: Database, redis_store: RedisStore, settings: Settings, banks: BankRegistry
+        self,
+        db: Database,
+        redis_store: RedisStore,
+        settings: Settings,
+        banks: BankRegistry,
+        tokens: Tokens,
     ) -> None:
         self.db = db
         self.redis = redis_store
@@ -51,7 +56,7 @@ class ChatService:
         self.messages = MessageRepository(db)
         self.sessions = SessionRepository(db)
         self.verifications = VerificationRepository(db)
-        self.tokens = Tokens(settings.secret_key, settings.token_max_age_s)
+        self.tokens = tokens
         self.engine_config = EngineConfig(
             rules=AgeRules(
                 preterm_below_weeks=settings.preterm_below_weeks,

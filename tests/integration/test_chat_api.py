@@ -241,6 +241,10 @@ def test_message_lifecycle_sent_then_delivered(client):
         m["id"]: m["status"] for m in chat.get("/api/v1/chat/messages").get_json()["messages"]
     }
     assert all(statuses[i] == "delivered" for i in reply_ids)
+    malformed = client.post(
+        "/api/v1/chat/receipts", json={"messageIds": ["nope"]}, headers=chat.headers
+    )
+    assert malformed.status_code == 404
 
 
 @pytest.mark.parametrize(
