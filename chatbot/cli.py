@@ -59,7 +59,7 @@ def import_bank(path: Path, activate: bool) -> None:
 @cli.command("sweep")
 @click.option("--every", type=int, default=0, help="Repeat every N seconds (0: once).")
 def sweep(every: int) -> None:
-    """Delete expired sessions and codes; abandon questionnaires past the resume window."""
+    """Expire sessions, codes and stale questionnaires; settle and archive messages."""
     while True:
         try:
             click.echo(json.dumps(run_sweep()))
@@ -84,13 +84,93 @@ def run_sweep() -> dict[str, int]:
     now = utcnow()
     # Cheap when they exist; creates them if the database was down at start-up.
     ensure_indexes(mongo.db)
-    return {
+    report = {
         "sessionsDeleted": SessionRepository(mongo.db).delete_expired(now),
         "codesDeleted": VerificationRepository(mongo.db).delete_expired(now),
         "questionnairesAbandoned": QuestionnaireRepository(mongo.db).abandon_started_before(
             now - timedelta(hours=settings.resume_window_hours), now
         ),
     }
+    # Settle first, so that messages reach the archive with their final status.
+    settled = run_settle(settings.settle_after_s, settings.settle_batch_size)
+    report.update({f"messages{k.capitalize()}": v for k, v in settled.items()})
+    archived = run_archive(settings.archive_after_days, settings.archive_batch_size)
+    report["messagesArchived"] = archived["moved"]
+    if archived["unverified"]:
+        current_app.logger.warning(
+            "archive stopped: %d messages not verified in the archive", archived["unverified"]
+        )
+    return report
+
+
+def run_settle(after_s: int, batch_size: int) -> dict[str, int]:
+    """Settle inbound messages older than `after_s` seconds (see chatbot/db/settle.py)."""
+    from chatbot.chat.service import utcnow
+    from chatbot.db.settle import MessageSettler
+    from chatbot.extensions import mongo
+
+    now = utcnow()
+    return MessageSettler(mongo.db).settle(now - timedelta(seconds=after_s), now, batch_size)
+
+
+def run_archive(older_than_days: int, batch_size: int) -> dict[str, int]:
+    """Move messages older than `older_than_days` to `messages_archive` (chatbot/db/archive.py)."""
+    from chatbot.chat.service import utcnow
+    from chatbot.db.archive import MessageArchive
+    from chatbot.extensions import mongo
+
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    return MessageArchive(mongo.db).archive_before(cutoff, batch_size)
+
+
+@cli.command("settle-messages")
+@click.option(
+    "--older-than-seconds",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Settle inbound messages received this long ago (default SETTLE_AFTER_S).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Messages per batch (default SETTLE_BATCH_SIZE).",
+)
+def settle_messages(older_than_seconds: int | None, batch_size: int | None) -> None:
+    """Mark old `received` inbound messages `handled` (a reply exists) or `failed`."""
+    settings = current_app.config["SETTINGS"]
+    report = run_settle(
+        older_than_seconds or settings.settle_after_s, batch_size or settings.settle_batch_size
+    )
+    click.echo(json.dumps(report))
+
+
+@cli.command("archive-messages")
+@click.option(
+    "--older-than-days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Archive messages created this many days ago or earlier (default ARCHIVE_AFTER_DAYS).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Messages per batch (default ARCHIVE_BATCH_SIZE).",
+)
+def archive_messages(older_than_days: int | None, batch_size: int | None) -> None:
+    """Move old messages to `messages_archive` in verified batches (safe to re-run)."""
+    settings = current_app.config["SETTINGS"]
+    report = run_archive(
+        older_than_days or settings.archive_after_days,
+        batch_size or settings.archive_batch_size,
+    )
+    click.echo(json.dumps(report))
+    if report["unverified"]:
+        raise click.ClickException(
+            f"{report['unverified']} messages could not be verified in messages_archive; "
+            "they were left in messages and the run stopped"
+        )
 
 
 @cli.command("grant-role")

@@ -118,6 +118,10 @@ class Settings:
     preterm_below_weeks: int = 37
     correct_until_months: int = 24
     stats_cache_s: int = 30
+    settle_after_s: int = 60
+    settle_batch_size: int = 500
+    archive_after_days: int = 90
+    archive_batch_size: int = 500
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -176,6 +180,10 @@ class Settings:
             preterm_below_weeks=_int(env, "PRETERM_BELOW_WEEKS", d.preterm_below_weeks, 20),
             correct_until_months=_int(env, "CORRECT_UNTIL_MONTHS", d.correct_until_months, 0),
             stats_cache_s=_int(env, "STATS_CACHE_S", d.stats_cache_s, 0),
+            settle_after_s=_int(env, "SETTLE_AFTER_S", d.settle_after_s, 1),
+            settle_batch_size=_int(env, "SETTLE_BATCH_SIZE", d.settle_batch_size, 1),
+            archive_after_days=_int(env, "ARCHIVE_AFTER_DAYS", d.archive_after_days, 1),
+            archive_batch_size=_int(env, "ARCHIVE_BATCH_SIZE", d.archive_batch_size, 1),
         )
         return settings.checked()
 

@@ -49,6 +49,15 @@ INDEXES: dict[str, list[IndexModel]] = {
             name="userId_1_clientMessageId_1",
             partialFilterExpression={"clientMessageId": {"$type": "string"}},
         ),
+        # The sweeper: messages past the archive cutoff, and the replies of an inbound message.
+        IndexModel([("createdAt", ASCENDING)], name="createdAt_1"),
+        IndexModel([("replyTo", ASCENDING)], name="replyTo_1"),
+    ],
+    # Old messages moved out of `messages` (chatbot/db/archive.py): a user's, by date.
+    "messages_archive": [
+        IndexModel(
+            [("userId", ASCENDING), ("createdAt", DESCENDING)], name="userId_1_createdAt_-1"
+        ),
     ],
     "sessions": [
         IndexModel([("userId", ASCENDING)], unique=True, name="userId_1"),
