@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the app; no I/O happens here (connections open lazily in each worker)."""
     from chatbot import api, db, errors, health, logs, middleware, web
     from chatbot.auth import Tokens, client_key
+    from chatbot.cache import RedisCache
     from chatbot.cli import cli
     from chatbot.extensions import cache, compress, make_limiter, mongo, redis_store
 
@@ -69,9 +70,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     compress.init_app(app)
     limiter = make_limiter(app, settings, client_key)
     app.extensions["chatbot.tokens"] = Tokens(settings.secret_key, settings.token_max_age_s)
+    # One Redis cache tier per app (its hit/miss/error counts are per worker process).
+    app.extensions["chatbot.cache"] = RedisCache(redis_store)
 
     errors.init_app(app)
-    db.init_app(app)
+    db.init_app(app, settings.mongo_request_timeout_s)
     app.register_blueprint(health.bp)
     api.init_app(app)
     app.register_blueprint(web.bp)

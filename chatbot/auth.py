@@ -20,7 +20,8 @@ from flask_limiter.util import get_remote_address
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.utils import import_string
 
-from chatbot.db.users import UserRepository
+from chatbot.chat.users import UserDirectory
+from chatbot.db import deadline
 from chatbot.errors import ApiError
 from chatbot.extensions import mongo
 from chatbot.phone import mask_phone
@@ -134,7 +135,12 @@ def auth_required(*roles: str) -> Callable:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             user_id, version = bearer_claims()
-            user = UserRepository(mongo.db).get(user_id)
+            settings = current_app.config["SETTINGS"]
+            users = UserDirectory(
+                mongo.db, current_app.extensions["chatbot.cache"], settings.session_cache_s
+            )
+            with deadline(settings.mongo_request_timeout_s):
+                user = users.get(user_id)
             if user is None or not hmac.compare_digest(str(user.get("tokenVersion")), str(version)):
                 raise UnauthorizedError("The token is no longer valid; start the chat again.")
             if roles and user["role"] not in roles:

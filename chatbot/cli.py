@@ -178,7 +178,7 @@ def archive_messages(older_than_days: int | None, batch_size: int | None) -> Non
 @click.argument("role", type=click.Choice(["parent", "health_worker", "admin"]))
 def grant_role(phone: str, role: str) -> None:
     """Give a registered phone number a role (health workers and admins sign in like parents)."""
-    from chatbot.db.users import UserRepository
+    from chatbot.chat.users import UserDirectory
     from chatbot.extensions import mongo
     from chatbot.phone import InvalidPhoneError, normalise_phone
 
@@ -186,6 +186,12 @@ def grant_role(phone: str, role: str) -> None:
         number = normalise_phone(phone)
     except InvalidPhoneError as exc:
         raise click.ClickException(str(exc)) from None
-    if not UserRepository(mongo.db).set_role(number, role):
+    # Through the directory: the cached user behind a token must see the new role at once.
+    users = UserDirectory(
+        mongo.db,
+        current_app.extensions["chatbot.cache"],
+        current_app.config["SETTINGS"].session_cache_s,
+    )
+    if not users.set_role(number, role):
         raise click.ClickException(f"{number} has not started a chat yet")
     click.echo(f"{number} is now {role}")

@@ -87,6 +87,7 @@ class Settings:
     mongo_connect_timeout_ms: int = 2000
     mongo_socket_timeout_ms: int = 5000
     mongo_max_pool_size: int = 50
+    mongo_request_timeout_s: float = 1.0
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_socket_timeout_s: float = 0.5
@@ -95,7 +96,8 @@ class Settings:
     redis_breaker_reset_s: float = 2.0
     redis_key_prefix: str = "chatbot:"
 
-    health_timeout_s: float = 0.3
+    health_timeout_s: float = 1.5
+    retry_after_unavailable_s: int = 2
     max_content_length: int = 64 * 1024
     rate_limit_default: str = "300 per minute"
     cache_default_timeout_s: int = 60
@@ -111,10 +113,11 @@ class Settings:
     verify_rate_limit: str = "10 per minute"
 
     session_idle_minutes: int = 30
+    session_cache_s: int = 300
     resume_window_hours: int = 24
     timezone: str = "Asia/Jakarta"
     lock_timeout_s: float = 10.0
-    lock_wait_s: float = 5.0
+    lock_wait_s: float = 2.0
     preterm_below_weeks: int = 37
     correct_until_months: int = 24
     stats_cache_s: int = 30
@@ -145,6 +148,9 @@ class Settings:
                 env, "MONGO_SOCKET_TIMEOUT_MS", d.mongo_socket_timeout_ms, 1
             ),
             mongo_max_pool_size=_int(env, "MONGO_MAX_POOL_SIZE", d.mongo_max_pool_size, 1),
+            mongo_request_timeout_s=_float(
+                env, "MONGO_REQUEST_TIMEOUT_S", d.mongo_request_timeout_s, 0.05
+            ),
             redis_url=_str(env, "REDIS_URL", d.redis_url),
             redis_socket_timeout_s=_float(
                 env, "REDIS_SOCKET_TIMEOUT_S", d.redis_socket_timeout_s, 0.01
@@ -158,6 +164,9 @@ class Settings:
             ),
             redis_key_prefix=_str(env, "REDIS_KEY_PREFIX", d.redis_key_prefix),
             health_timeout_s=_float(env, "HEALTH_TIMEOUT_S", d.health_timeout_s, 0.05),
+            retry_after_unavailable_s=_int(
+                env, "RETRY_AFTER_UNAVAILABLE_S", d.retry_after_unavailable_s, 1
+            ),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", d.max_content_length, 1024),
             rate_limit_default=_str(env, "RATE_LIMIT_DEFAULT", d.rate_limit_default),
             cache_default_timeout_s=_int(
@@ -173,6 +182,7 @@ class Settings:
             chat_rate_limit=_str(env, "CHAT_RATE_LIMIT", d.chat_rate_limit),
             verify_rate_limit=_str(env, "VERIFY_RATE_LIMIT", d.verify_rate_limit),
             session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", d.session_idle_minutes, 1),
+            session_cache_s=_int(env, "SESSION_CACHE_S", d.session_cache_s, 1),
             resume_window_hours=_int(env, "RESUME_WINDOW_HOURS", d.resume_window_hours, 1),
             timezone=_timezone(env, "TIMEZONE", d.timezone),
             lock_timeout_s=_float(env, "LOCK_TIMEOUT_S", d.lock_timeout_s, 0.5),

@@ -47,7 +47,12 @@ def service():
 
     app = current_app
     return ChatService(
-        mongo.db, redis_store, app.config["SETTINGS"], banks, app.extensions["chatbot.tokens"]
+        mongo.db,
+        redis_store,
+        app.config["SETTINGS"],
+        banks,
+        app.extensions["chatbot.tokens"],
+        app.extensions["chatbot.cache"],
     )
 
 

@@ -8,9 +8,7 @@ from flask.typing import ResponseReturnValue
 from chatbot.api import parse_body, parse_query, service
 from chatbot.api.schemas import HistoryQuery, Receipts, SendMessage, StartChat, VerifyChat
 from chatbot.auth import auth_required
-from chatbot.chat.service import utcnow
-from chatbot.db.messages import MessageRepository
-from chatbot.extensions import mongo
+from chatbot.db import own_deadline
 
 bp = Blueprint("chat", __name__)
 
@@ -31,6 +29,7 @@ def verify() -> ResponseReturnValue:
 
 
 @bp.post("/chat/messages")
+@own_deadline  # the turn's deadline starts once it holds the user's lock
 @auth_required()
 def send_message() -> ResponseReturnValue:
     """Send one message; the bot's replies come back in the response."""
@@ -44,7 +43,7 @@ def send_message() -> ResponseReturnValue:
 def history() -> ResponseReturnValue:
     """The user's messages, newest first, a page at a time."""
     query = parse_query(HistoryQuery)
-    page, next_cursor = MessageRepository(mongo.db).recent(g.user["id"], query.limit, query.cursor)
+    page, next_cursor = service().history(g.user["id"], query.limit, query.cursor)
     return jsonify(messages=page, nextCursor=next_cursor)
 
 
@@ -54,5 +53,5 @@ def receipts() -> ResponseReturnValue:
     """The client showed these replies: sent -> delivered."""
     body = parse_body(Receipts)
     # A malformed id answers 404 (the repository parses every id before the update).
-    count = MessageRepository(mongo.db).mark_delivered(g.user["id"], body.messageIds, utcnow())
+    count = service().mark_delivered(g.user["id"], body.messageIds)
     return jsonify(delivered=count)

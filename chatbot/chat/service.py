@@ -13,16 +13,18 @@ from typing import Any
 import redis
 
 from chatbot.auth import Tokens, hash_code, load_sender, new_code
+from chatbot.cache import RedisCache
 from chatbot.chat.banks import BankRegistry
+from chatbot.chat.history import HistoryCache
+from chatbot.chat.sessions import ConversationSessions
 from chatbot.chat.store import RepositoryStore
-from chatbot.db import Database
+from chatbot.chat.users import UserDirectory
+from chatbot.db import Database, DatabaseError, deadline
 from chatbot.db.documents import ConflictError
-from chatbot.db.locks import MongoLock
-from chatbot.db.messages import DuplicateMessageError, MessageRepository
-from chatbot.db.sessions import SessionRepository
+from chatbot.db.messages import DuplicateMessageError, MessageRepository, next_cursor
 from chatbot.db.users import UserRepository
 from chatbot.db.verifications import VerificationRepository
-from chatbot.errors import ApiError
+from chatbot.errors import ApiError, ServiceUnavailableError
 from chatbot.redis_store import RedisStore
 from chatbot.screening.age import AgeRules
 from chatbot.screening.engine import Engine, EngineConfig
@@ -47,14 +49,19 @@ class ChatService:
         settings: Settings,
         banks: BankRegistry,
         tokens: Tokens,
+        cache: RedisCache,
     ) -> None:
         self.db = db
         self.redis = redis_store
         self.settings = settings
         self.banks = banks
-        self.users = UserRepository(db)
+        self.accounts = UserRepository(db)
+        self.users = UserDirectory(db, cache, settings.session_cache_s)
         self.messages = MessageRepository(db)
-        self.sessions = SessionRepository(db)
+        self.sessions = ConversationSessions(
+            db, cache, settings.session_cache_s, timedelta(minutes=settings.session_idle_minutes)
+        )
+        self.history_cache = HistoryCache(redis_store, settings.session_cache_s)
         self.verifications = VerificationRepository(db)
         self.tokens = tokens
         self.engine_config = EngineConfig(
@@ -70,7 +77,7 @@ class ChatService:
     def start(self, phone: str, language: str | None) -> dict[str, Any]:
         """A new number gets a token at once; a known one must prove itself with a code."""
         now = utcnow()
-        user, created = self.users.get_or_create(phone, now, language=language or "id")
+        user, created = self.accounts.get_or_create(phone, now, language=language or "id")
         if created:
             return {
                 "verificationRequired": False,
@@ -120,7 +127,7 @@ class ChatService:
             raise invalid
         # Proven owner: earlier tokens for this number (anyone's) stop working.
         self.users.rotate_token_version(challenge["userId"])
-        user = self.users.get(challenge["userId"])
+        user = self.accounts.get(challenge["userId"])
         assert user is not None
         return {"token": self.tokens.issue(user), "user": public_user(user)}
 
@@ -128,59 +135,95 @@ class ChatService:
     def handle_message(
         self, user: dict[str, Any], text: str, client_message_id: str
     ) -> dict[str, Any]:
-        """Process one inbound message exactly once, one message per user at a time."""
-        with self.user_lock(user["id"]):
-            existing = self.messages.inbound_by_client_id(user["id"], client_message_id)
-            if existing is not None and existing["status"] == "handled":
-                replies = [
-                    r for r in self.messages.replies_to(existing["id"]) if r["status"] != "failed"
-                ]
-                return turn_body(existing, replies, duplicate=True)
+        """Process one inbound message exactly once, one message per user at a time.
+
+        Database budget with warm caches (tests/integration/test_turn_budget.py): an
+        answer turn makes 3 writes and no read (the inbound insert, the answers, the
+        replies); other turns at most 5 writes and 1 read.
+        """
+        user_id = user["id"]
+        with self.user_lock(user_id), deadline(self.settings.mongo_request_timeout_s):
+            # MongoDB keeps milliseconds: the same precision everywhere (history, cursors).
             now = utcnow()
-            if existing is not None:
-                inbound = existing  # accepted before but not answered (a crash): answer it now
-            else:
-                try:
-                    inbound = self.messages.insert_inbound(user["id"], text, client_message_id, now)
-                except DuplicateMessageError:  # only without a working lock: another worker won
-                    raise BusyError("This message is being processed; retry shortly.") from None
-            state = self.sessions.active(user["id"], now)
-            engine = Engine(RepositoryStore(self.db, now), self.banks, self.engine_config)
+            now = now.replace(microsecond=now.microsecond // 1000 * 1000)
             try:
-                turn = engine.handle(user, state, inbound["text"], now)
+                # Inserting first is the idempotency check: the unique (userId,
+                # clientMessageId) index refuses a second copy of a message.
+                inbound = self.messages.insert_inbound(user_id, text, client_message_id, now)
+            except DuplicateMessageError:
+                stored, replies = self.messages.turn(user_id, client_message_id)
+                if stored is None:  # only if the message was archived since: nothing to redo
+                    raise ConflictError("This message was already handled.") from None
+                answered = [r for r in replies if r["status"] != "failed"]
+                if answered:
+                    stored["status"] = "handled"
+                    return turn_body(stored, answered, duplicate=True)
+                inbound = stored  # accepted before but never answered (a crash): answer it now
+            session = self.sessions.load(user_id, now)
+            store = RepositoryStore(self.db, self.users, session.pending, now)
+            engine = Engine(store, self.banks, self.engine_config)
+            try:
+                turn = engine.handle(user, session.state, inbound["text"], now)
             except Exception as exc:
                 # The inbound message stays "received": a retry with the same
                 # clientMessageId processes it again. The failure is on the log too.
-                self.messages.insert_failed(
-                    user["id"], inbound["id"], f"processing_error: {type(exc).__name__}", now
-                )
+                with contextlib.suppress(DatabaseError):
+                    self.messages.insert_failed(
+                        user_id,
+                        inbound["id"],
+                        client_message_id,
+                        f"processing_error: {type(exc).__name__}",
+                        now,
+                    )
                 raise
             replies = self.messages.insert_outbound(
-                user["id"], inbound["id"], [r.as_dict() for r in turn.replies], now
+                user_id, inbound["id"], client_message_id, [r.as_dict() for r in turn.replies], now
             )
-            idle = timedelta(minutes=self.settings.session_idle_minutes)
-            self.sessions.save(user["id"], turn.state, now + idle, now)
-            self.messages.set_status([inbound["id"]], "handled", handledAt=now)
             inbound["status"] = "handled"
-            self.messages.set_status([r["id"] for r in replies], "sent", sentAt=now)
-            for reply in replies:
-                reply["status"] = "sent"
+            # The turn is answered now: saving the session degrades, it never fails it.
+            self.sessions.save(user_id, session, turn.state, now)
+            self.history_cache.push(user_id, [history_item(inbound), *map(history_item, replies)])
             return turn_body(inbound, replies, duplicate=False, step=turn.state.get("step"))
+
+    def history(self, user_id: str, limit: int, cursor: str | None):
+        """A page of the user's messages, newest first, and the next page's cursor.
+
+        The first page comes from Redis (chat/history.py), so its cost does not grow
+        with the message log; later pages read MongoDB by (createdAt, _id) cursor.
+        """
+        if cursor:
+            return self.messages.recent(user_id, limit, cursor)
+        found = self.history_cache.first_page(
+            user_id, limit, lambda n: self.messages.recent(user_id, n)[0]
+        )
+        return found[:limit], next_cursor(found, limit)
+
+    def mark_delivered(self, user_id: str, message_ids: list[str]) -> int:
+        """The client showed these replies: sent -> delivered (only the user's own)."""
+        count = self.messages.mark_delivered(user_id, message_ids, utcnow())
+        if count:
+            self.history_cache.update_status(user_id, set(message_ids), "delivered")
+        return count
 
     @contextlib.contextmanager
     def user_lock(self, user_id: str) -> Iterator[None]:
-        """A Redis lock across all workers and instances; MongoDB's when Redis is down."""
+        """One message per user at a time, across every worker of every instance.
+
+        Redis is the only lock: every instance must agree on one. An instance that
+        cannot reach Redis refuses chat turns (503) rather than taking a lock of its
+        own that another instance, seeing Redis, would not check. The lock's timeout
+        outlasts a turn: every database call of a turn runs under a shorter deadline.
+        """
         timeout, wait = self.settings.lock_timeout_s, self.settings.lock_wait_s
-        lock: Any
         try:
             lock = self.redis.client.lock(
                 self.redis.key("lock", "user", user_id), timeout=timeout, blocking_timeout=wait
             )
             acquired = lock.acquire()
         except redis.RedisError:
-            log.warning("Redis unavailable; using the database lock for user %s", user_id)
-            lock = MongoLock(self.db, f"user:{user_id}", timeout, wait)
-            acquired = lock.acquire()
+            raise ServiceUnavailableError(
+                "Chat is briefly unavailable; try again shortly."
+            ) from None
         if not acquired:
             raise BusyError("Another message from you is still being processed; retry shortly.")
         try:
@@ -192,6 +235,12 @@ class ChatService:
                 log.warning(
                     "could not release the lock of user %s: %s", user_id, type(exc).__name__
                 )
+
+
+def history_item(message: dict[str, Any]) -> dict[str, Any]:
+    """A stored message as the history API shows it."""
+    keep = ("id", "direction", "text", "status", "clientMessageId", "replyTo", "quickReplies")
+    return {**{k: message[k] for k in keep if k in message}, "createdAt": message["createdAt"]}
 
 
 def public_user(user: dict[str, Any]) -> dict[str, Any]:

@@ -1,22 +1,47 @@
-"""The engine's Store, implemented over the repositories."""
+"""The engine's Store for one turn, over the repositories and the session's snapshot.
+
+The user's questionnaire in progress travels with the session (chat/sessions.py):
+an answer turn reads it from there and writes only the new answers, so it costs
+no database read.
+"""
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Any
 
+from chatbot.chat.sessions import Pending
+from chatbot.chat.users import UserDirectory
 from chatbot.db import Database
 from chatbot.db.children import ChildRepository
 from chatbot.db.questionnaires import QuestionnaireRepository
-from chatbot.db.users import UserRepository
+
+LAST_SCREENING_FIELDS = (
+    "bracket",
+    "category",
+    "riskLevel",
+    "yesCount",
+    "itemCount",
+    "nextAction",
+    "nextDueAt",
+    "completedAt",
+)
 
 
 class RepositoryStore:
-    def __init__(self, db: Database, now: datetime) -> None:
-        self.users = UserRepository(db)
+    def __init__(self, db: Database, users: UserDirectory, pending: Pending, now: datetime) -> None:
+        self.users = users
         self.children = ChildRepository(db)
         self.questionnaires = QuestionnaireRepository(db)
+        self.pending = pending
         self.now = now
+
+    def _snapshot(self, questionnaire_id: str) -> dict[str, Any] | None:
+        doc = self.pending.doc
+        if doc is not None and doc["id"] == questionnaire_id:
+            return doc
+        return None
 
     def set_user(self, user_id: str, **fields: Any) -> None:
         self.users.set_fields(user_id, **fields)
@@ -31,41 +56,59 @@ class RepositoryStore:
         return self.children.add(user_id, now=self.now, **fields)
 
     def in_progress(self, user_id: str) -> dict[str, Any] | None:
-        return self.questionnaires.in_progress_for_user(user_id)
+        if not self.pending.known:
+            self.pending.set(self.questionnaires.in_progress_for_user(user_id))
+        return copy.deepcopy(self.pending.doc)
 
     def get_questionnaire(self, questionnaire_id: str) -> dict[str, Any] | None:
         if not questionnaire_id:
             return None
+        snapshot = self._snapshot(questionnaire_id)
+        if snapshot is not None:
+            return copy.deepcopy(snapshot)
         return self.questionnaires.get(questionnaire_id)
 
     def start_questionnaire(self, doc: dict[str, Any]) -> dict[str, Any]:
-        return self.questionnaires.start(doc)
+        started = self.questionnaires.start(doc)
+        self.pending.set(copy.deepcopy(started))
+        return started
 
     def save_answers(self, questionnaire_id: str, answers: list[dict[str, Any]]) -> None:
         self.questionnaires.save_answers(questionnaire_id, answers)
+        snapshot = self._snapshot(questionnaire_id)
+        if snapshot is not None:
+            snapshot["answers"] = copy.deepcopy(answers)
 
     def complete_questionnaire(self, questionnaire_id: str, **fields: Any) -> None:
         self.questionnaires.complete(questionnaire_id, **fields)
-        questionnaire = self.questionnaires.get(questionnaire_id)
+        questionnaire = self._snapshot(questionnaire_id) or self.questionnaires.get(
+            questionnaire_id
+        )
         assert questionnaire is not None
+        completed = {**questionnaire, **fields}
         # Denormalised for the health-worker lists (no $lookup or $group-by-latest needed).
         self.children.set_last_screening(
-            questionnaire["childId"],
+            completed["childId"],
             {
-                "questionnaireId": questionnaire["id"],
-                "bracket": questionnaire["bracket"],
-                "category": questionnaire["category"],
-                "riskLevel": questionnaire["riskLevel"],
-                "yesCount": questionnaire["yesCount"],
-                "itemCount": questionnaire["itemCount"],
-                "nextAction": questionnaire["nextAction"],
-                "nextDueAt": questionnaire["nextDueAt"],
-                "completedAt": questionnaire["completedAt"],
+                "questionnaireId": questionnaire_id,
+                **{name: completed[name] for name in LAST_SCREENING_FIELDS},
             },
         )
+        if self._snapshot(questionnaire_id) is not None:
+            self.pending.set(None)
 
     def abandon_questionnaire(self, questionnaire_id: str) -> None:
         self.questionnaires.abandon(questionnaire_id, self.now)
+        if self._snapshot(questionnaire_id) is not None:
+            self.pending.set(None)
+
+    def abandon_in_progress(self, user_id: str) -> None:
+        if not self.pending.known:
+            # One write instead of a read and a write: nothing is unfinished afterwards.
+            self.questionnaires.abandon_in_progress_for_user(user_id, self.now)
+        elif self.pending.doc is not None:
+            self.questionnaires.abandon(self.pending.doc["id"], self.now)
+        self.pending.set(None)
 
     def last_completed(self, child_id: str) -> dict[str, Any] | None:
         return self.questionnaires.last_completed(child_id)

@@ -61,6 +61,7 @@ class ChildRepository:
         )
 
     def set_last_screening(self, child_id: str, summary: dict[str, Any]) -> None:
+        summary = {**summary, "nextDueAt": to_datetime(summary.get("nextDueAt"))}
         self.col.update_one({"_id": oid(child_id, "child")}, {"$set": {"lastScreening": summary}})
 
     def at_risk(

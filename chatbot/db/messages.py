@@ -1,7 +1,14 @@
 """The message log, with the status lifecycle documented in docs/api.md.
 
-inbound:  received -> handled
-outbound: queued -> sent -> delivered, or failed (with failureReason)
+inbound:  received -> handled, or failed (with failureReason)
+outbound: sent -> delivered, or failed (with failureReason)
+
+A chat turn only inserts here: the inbound message first (its unique
+(userId, clientMessageId) is the turn's idempotency), then its replies in their
+final status in one insert_many. Every document of a turn carries `turn` (the
+clientMessageId), so a retried turn finds all of them in one query. The stored
+status of an inbound message is settled later, in batches, by the sweeper; reads
+report its effective status (handled as soon as a reply exists).
 """
 
 from __future__ import annotations
@@ -47,6 +54,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, ObjectId]:
         raise ApiError("The cursor is not valid.", code="invalid_cursor") from None
 
 
+def next_cursor(found: list[dict[str, Any]], limit: int) -> str | None:
+    """The cursor after a page, given up to `limit + 1` messages newest first."""
+    if len(found) <= limit:
+        return None
+    last = found[limit - 1]
+    return encode_cursor(last["createdAt"], last["id"])
+
+
 class MessageRepository:
     def __init__(self, db: Database) -> None:
         self.col = db["messages"]
@@ -59,6 +74,7 @@ class MessageRepository:
             "direction": "inbound",
             "text": text,
             "clientMessageId": client_message_id,
+            "turn": client_message_id,
             "status": "received",
             "createdAt": now,
         }
@@ -68,20 +84,29 @@ class MessageRepository:
             raise DuplicateMessageError(client_message_id) from None
         return out(doc)  # type: ignore[return-value]
 
-    def inbound_by_client_id(self, user_id: str, client_message_id: str) -> dict[str, Any] | None:
-        return out(
-            self.col.find_one(
-                {"userId": oid(user_id, "user"), "clientMessageId": client_message_id}
-            )
-        )
-
-    def replies_to(self, inbound_id: str) -> list[dict[str, Any]]:
-        cursor = self.col.find({"replyTo": oid(inbound_id, "message")}).sort("createdAt", 1)
-        return [out(d) for d in cursor]  # type: ignore[misc]
+    def turn(
+        self, user_id: str, client_message_id: str
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """(the inbound message, its replies oldest first) of one turn, in one query."""
+        docs = [
+            out(d)
+            for d in self.col.find(
+                {"userId": oid(user_id, "user"), "turn": client_message_id}
+            ).sort("createdAt", 1)
+        ]
+        inbound = next((d for d in docs if d and d["direction"] == "inbound"), None)
+        replies = [d for d in docs if d and d["direction"] == "outbound"]
+        return inbound, replies  # type: ignore[return-value]
 
     def insert_outbound(
-        self, user_id: str, inbound_id: str, replies: list[dict[str, Any]], now: datetime
+        self,
+        user_id: str,
+        inbound_id: str,
+        client_message_id: str,
+        replies: list[dict[str, Any]],
+        now: datetime,
     ) -> list[dict[str, Any]]:
+        """Store a turn's replies, already sent (they go out in the HTTP response)."""
         # A millisecond apart, so history orders a turn's replies after its inbound message.
         docs = [
             {
@@ -90,8 +115,10 @@ class MessageRepository:
                 "text": reply["text"],
                 "quickReplies": reply.get("quickReplies", []),
                 "replyTo": oid(inbound_id, "message"),
-                "status": "queued",
+                "turn": client_message_id,
+                "status": "sent",
                 "createdAt": now + timedelta(milliseconds=n + 1),
+                "sentAt": now,
             }
             for n, reply in enumerate(replies)
         ]
@@ -99,7 +126,9 @@ class MessageRepository:
             self.col.insert_many(docs)
         return [out(d) for d in docs]  # type: ignore[misc]
 
-    def insert_failed(self, user_id: str, inbound_id: str, reason: str, now: datetime) -> None:
+    def insert_failed(
+        self, user_id: str, inbound_id: str, client_message_id: str, reason: str, now: datetime
+    ) -> None:
         """Record that no reply could be produced for an inbound message, and why."""
         self.col.insert_one(
             {
@@ -107,16 +136,12 @@ class MessageRepository:
                 "direction": "outbound",
                 "text": "",
                 "replyTo": oid(inbound_id, "message"),
+                "turn": client_message_id,
                 "status": "failed",
                 "failureReason": reason,
                 "createdAt": now,
             }
         )
-
-    def set_status(self, message_ids: list[str], status: str, **extra: Any) -> None:
-        if message_ids:
-            ids = [oid(i, "message") for i in message_ids]
-            self.col.update_many({"_id": {"$in": ids}}, {"$set": {"status": status, **extra}})
 
     def mark_delivered(self, user_id: str, message_ids: list[str], now: datetime) -> int:
         """The client confirms it showed these replies; only the user's own sent ones move."""
@@ -152,9 +177,24 @@ class MessageRepository:
             .sort([("createdAt", DESCENDING), ("_id", DESCENDING)])
             .limit(limit + 1)
         )
-        page = [out(d) for d in docs[:limit]]
-        next_cursor = None
-        if len(docs) > limit:
-            last = docs[limit - 1]
-            next_cursor = encode_cursor(last["createdAt"], str(last["_id"]))
-        return page, next_cursor  # type: ignore[return-value]
+        found = [out(d) for d in docs]
+        self._settle_in_page(found)  # type: ignore[arg-type]
+        return found[:limit], next_cursor(found, limit)  # type: ignore[arg-type]
+
+    def _settle_in_page(self, page: list[dict[str, Any]]) -> None:
+        """Report inbound messages whose replies exist as handled (the sweeper stores it)."""
+        waiting = {
+            m["id"]: m for m in page if m["direction"] == "inbound" and m["status"] == "received"
+        }
+        if not waiting:
+            return
+        # find, not distinct: FerretDB's distinct refuses the maxTimeMS a deadline adds.
+        answered = {
+            d["replyTo"]
+            for d in self.col.find(
+                {"replyTo": {"$in": [ObjectId(i) for i in waiting]}, "status": {"$ne": "failed"}},
+                {"replyTo": 1, "_id": 0},
+            )
+        }
+        for reply_to in answered:
+            waiting[str(reply_to)]["status"] = "handled"

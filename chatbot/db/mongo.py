@@ -6,6 +6,7 @@ import os
 import threading
 
 import pymongo
+from pymongo import monitoring
 from pymongo.database import Database
 
 from chatbot.settings import Settings
@@ -23,10 +24,19 @@ class Mongo:
         self._client: pymongo.MongoClient | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
+        self._listeners: list[monitoring._EventListener] = []
 
     def init_app(self, settings: Settings) -> None:
         self.close()  # a new app (tests make many) must not reuse another app's client
         self._settings = settings
+
+    def add_listener(self, listener: monitoring._EventListener) -> None:
+        """Watch this process's database commands (PyMongo command monitoring).
+
+        Takes effect for the next client: an open one is closed and remade on next use.
+        """
+        self._listeners.append(listener)
+        self.close()
 
     @property
     def client(self) -> pymongo.MongoClient:
@@ -55,6 +65,7 @@ class Mongo:
             maxPoolSize=s.mongo_max_pool_size,
             tz_aware=True,
             appname=f"chatbot/{s.instance_id}",
+            event_listeners=list(self._listeners),
         )
 
     def ping(self, timeout_s: float) -> None:

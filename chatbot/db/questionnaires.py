@@ -66,6 +66,14 @@ class QuestionnaireRepository:
             {"$set": {"status": "abandoned", "abandonedAt": now}},
         )
 
+    def abandon_in_progress_for_user(self, user_id: str, now: datetime) -> int:
+        """Abandon whatever the user left unfinished, without reading it first."""
+        result = self.col.update_many(
+            {"userId": oid(user_id, "user"), "status": "in_progress"},
+            {"$set": {"status": "abandoned", "abandonedAt": now}},
+        )
+        return result.modified_count
+
     def abandon_started_before(self, cutoff: datetime, now: datetime) -> int:
         """The sweep: unfinished questionnaires older than the resume window are abandoned."""
         result = self.col.update_many(

@@ -98,6 +98,7 @@ class Store(Protocol):
     def save_answers(self, questionnaire_id: str, answers: list[dict[str, Any]]) -> None: ...
     def complete_questionnaire(self, questionnaire_id: str, **fields: Any) -> None: ...
     def abandon_questionnaire(self, questionnaire_id: str) -> None: ...
+    def abandon_in_progress(self, user_id: str) -> None: ...
     def last_completed(self, child_id: str) -> dict[str, Any] | None: ...
 
 
@@ -336,9 +337,7 @@ class _Context:
         self.say("language_set")
 
     def restart(self) -> None:
-        pending = self.store.in_progress(self.user["id"])
-        if pending is not None:
-            self.store.abandon_questionnaire(pending["id"])
+        self.store.abandon_in_progress(self.user["id"])
         self.say("restarted")
         self.show_menu()
 
@@ -532,14 +531,14 @@ class _Context:
             self.show_menu()
             return
 
-        pending = self.store.in_progress(self.user["id"])
-        if pending is not None:
-            self.store.abandon_questionnaire(pending["id"])
+        self.store.abandon_in_progress(self.user["id"])
         bank = self.e.banks.active()
         bracket = bank.bracket(bracket_months)
         questionnaire = self.store.start_questionnaire(
             {
                 "childId": child["id"],
+                # The result names the child without reading the child again.
+                "childName": child["name"],
                 "userId": self.user["id"],
                 "instrument": bank.instrument,
                 "bankVersion": bank.version,
@@ -650,8 +649,11 @@ class _Context:
             nextDueAt=result.next_due,
             completedAt=self.now,
         )
-        child = self.store.get_child(self.user["id"], questionnaire["childId"]) or {"name": "?"}
-        self.explain(child["name"], result)
+        name = questionnaire.get("childName")
+        if name is None:  # started before questionnaires carried the name
+            child = self.store.get_child(self.user["id"], questionnaire["childId"])
+            name = child["name"] if child else "?"
+        self.explain(name, result)
         self.show_menu()
 
     def explain(self, name: str, result: Any) -> None:

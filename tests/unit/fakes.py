@@ -69,6 +69,11 @@ class FakeStore:
     def abandon_questionnaire(self, questionnaire_id: str) -> None:
         self.questionnaires[questionnaire_id]["status"] = "abandoned"
 
+    def abandon_in_progress(self, user_id: str) -> None:
+        for q in self.questionnaires.values():
+            if q["userId"] == user_id and q["status"] == "in_progress":
+                q["status"] = "abandoned"
+
     def last_completed(self, child_id: str) -> dict[str, Any] | None:
         done = [
             q
