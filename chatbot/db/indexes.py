@@ -49,6 +49,8 @@ INDEXES: dict[str, list[IndexModel]] = {
             name="userId_1_clientMessageId_1",
             partialFilterExpression={"clientMessageId": {"$type": "string"}},
         ),
+        # A retried turn finds its inbound message and replies in one query.
+        IndexModel([("userId", ASCENDING), ("turn", ASCENDING)], name="userId_1_turn_1"),
         # The sweeper: messages past the archive cutoff, and the replies of an inbound message.
         IndexModel([("createdAt", ASCENDING)], name="createdAt_1"),
         IndexModel([("replyTo", ASCENDING)], name="replyTo_1"),
