@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify
 from flask.typing import ResponseReturnValue
 
+from chatbot.api import service
 from chatbot.auth import STAFF_ROLES, auth_required
 from chatbot.chat.service import utcnow
 from chatbot.db.children import ChildRepository
@@ -15,16 +16,14 @@ from chatbot.extensions import mongo
 bp = Blueprint("children", __name__)
 
 
-def _child_visible(child_id: str) -> dict:
+def _summary_visible(child_id: str) -> dict:
     """A parent sees only their own children; staff see every child."""
-    repo = ChildRepository(mongo.db)
-    if g.user["role"] in STAFF_ROLES:
-        child = repo.get(child_id)
-    else:
-        child = repo.get_for_user(g.user["id"], child_id)
-    if child is None:
+    found = service().children.summary(child_id)
+    if found is None or (
+        g.user["role"] not in STAFF_ROLES and found["child"]["userId"] != g.user["id"]
+    ):
         raise NotFoundError("No such child.")
-    return child
+    return found
 
 
 def public_child(child: dict) -> dict:
@@ -34,26 +33,26 @@ def public_child(child: dict) -> dict:
 @bp.get("/children")
 @auth_required()
 def list_children() -> ResponseReturnValue:
-    children = ChildRepository(mongo.db).list_for_user(g.user["id"])
+    children = service().children.list_for_user(g.user["id"])
     return jsonify(children=[public_child(c) for c in children])
 
 
 @bp.get("/children/<child_id>")
 @auth_required()
 def child_summary(child_id: str) -> ResponseReturnValue:
-    """The child with its 5 latest results (two indexed queries, no $lookup)."""
-    child = _child_visible(child_id)
-    recent = QuestionnaireRepository(mongo.db).recent_for_child(child["id"], limit=5)
-    return jsonify(child=public_child(child), recentScreenings=recent)
+    """The child with its 5 latest results (Redis, else two indexed queries, no $lookup)."""
+    found = _summary_visible(child_id)
+    return jsonify(child=public_child(found["child"]), recentScreenings=found["recentScreenings"])
 
 
 @bp.post("/children/<child_id>/archive")
 @auth_required()
 def archive_child(child_id: str) -> ResponseReturnValue:
     """Archive a child (e.g. added by mistake): gone from lists and screening, history kept."""
-    child = _child_visible(child_id)
+    child = _summary_visible(child_id)["child"]
     repo = ChildRepository(mongo.db)
     repo.archive(child["id"], utcnow())
+    service().children.changed(child["userId"], child["id"])
     return jsonify(child=public_child(repo.get(child["id"])))
 
 
@@ -63,7 +62,7 @@ def questionnaire(questionnaire_id: str) -> ResponseReturnValue:
     found = QuestionnaireRepository(mongo.db).get(questionnaire_id)
     if found is None:
         raise NotFoundError("No such questionnaire.")
-    _child_visible(found["childId"])  # ownership goes through the child
+    _summary_visible(found["childId"])  # ownership goes through the child
     found.pop("userId", None)
     found.pop("referenceBirthDate", None)
     return jsonify(found)

@@ -15,6 +15,7 @@ import redis
 from chatbot.auth import Tokens, hash_code, load_sender, new_code
 from chatbot.cache import RedisCache
 from chatbot.chat.banks import BankRegistry
+from chatbot.chat.children import ChildDirectory
 from chatbot.chat.history import HistoryCache
 from chatbot.chat.sessions import ConversationSessions
 from chatbot.chat.store import RepositoryStore
@@ -61,6 +62,7 @@ class ChatService:
         self.sessions = ConversationSessions(
             db, cache, settings.session_cache_s, timedelta(minutes=settings.session_idle_minutes)
         )
+        self.children = ChildDirectory(db, cache, settings.session_cache_s)
         self.history_cache = HistoryCache(redis_store, settings.session_cache_s)
         self.verifications = VerificationRepository(db)
         self.tokens = tokens
@@ -160,7 +162,7 @@ class ChatService:
                     return turn_body(stored, answered, duplicate=True)
                 inbound = stored  # accepted before but never answered (a crash): answer it now
             session = self.sessions.load(user_id, now)
-            store = RepositoryStore(self.db, self.users, session.pending, now)
+            store = RepositoryStore(self.db, self.users, self.children, session.pending, now)
             engine = Engine(store, self.banks, self.engine_config)
             try:
                 turn = engine.handle(user, session.state, inbound["text"], now)

@@ -11,6 +11,7 @@ import copy
 from datetime import datetime
 from typing import Any
 
+from chatbot.chat.children import ChildDirectory
 from chatbot.chat.sessions import Pending
 from chatbot.chat.users import UserDirectory
 from chatbot.db import Database
@@ -30,9 +31,17 @@ LAST_SCREENING_FIELDS = (
 
 
 class RepositoryStore:
-    def __init__(self, db: Database, users: UserDirectory, pending: Pending, now: datetime) -> None:
+    def __init__(
+        self,
+        db: Database,
+        users: UserDirectory,
+        children: ChildDirectory,
+        pending: Pending,
+        now: datetime,
+    ) -> None:
         self.users = users
-        self.children = ChildRepository(db)
+        self.children = children
+        self.child_repo = ChildRepository(db)
         self.questionnaires = QuestionnaireRepository(db)
         self.pending = pending
         self.now = now
@@ -53,7 +62,9 @@ class RepositoryStore:
         return self.children.get_for_user(user_id, child_id)
 
     def add_child(self, user_id: str, **fields: Any) -> dict[str, Any]:
-        return self.children.add(user_id, now=self.now, **fields)
+        child = self.child_repo.add(user_id, now=self.now, **fields)
+        self.children.changed(user_id)
+        return child
 
     def in_progress(self, user_id: str) -> dict[str, Any] | None:
         if not self.pending.known:
@@ -87,13 +98,14 @@ class RepositoryStore:
         assert questionnaire is not None
         completed = {**questionnaire, **fields}
         # Denormalised for the health-worker lists (no $lookup or $group-by-latest needed).
-        self.children.set_last_screening(
+        self.child_repo.set_last_screening(
             completed["childId"],
             {
                 "questionnaireId": questionnaire_id,
                 **{name: completed[name] for name in LAST_SCREENING_FIELDS},
             },
         )
+        self.children.changed(completed["userId"], completed["childId"])
         if self._snapshot(questionnaire_id) is not None:
             self.pending.set(None)
 

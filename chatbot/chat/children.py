@@ -1,0 +1,64 @@
+"""Children and their latest results, read from Redis first, MongoDB the source of truth.
+
+`children:{userId}` holds a parent's active children and `child:{childId}` one child
+with its 5 latest results: the children list and the child summary then cost no
+database read while cached. Every write about a child goes through `changed`, which
+invalidates both (tombstones, see chatbot/cache.py), so a new child, an archived
+child or a finished screening shows at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatbot.cache import RedisCache
+from chatbot.db import Database
+from chatbot.db.children import ChildRepository
+from chatbot.db.questionnaires import QuestionnaireRepository
+
+RECENT = 5
+
+
+class ChildDirectory:
+    def __init__(self, db: Database, cache: RedisCache, ttl_s: int) -> None:
+        self.repo = ChildRepository(db)
+        self.questionnaires = QuestionnaireRepository(db)
+        self.cache = cache
+        self.ttl_s = ttl_s
+
+    def list_for_user(self, user_id: str) -> list[dict[str, Any]]:
+        """The parent's active children, oldest first."""
+        key = f"children:{user_id}"
+        children = self.cache.get(key)
+        if children is None:
+            children = self.repo.list_for_user(user_id)
+            self.cache.set(key, children, self.ttl_s, only_if_absent=True)
+        return children
+
+    def summary(self, child_id: str) -> dict[str, Any] | None:
+        """{"child": ..., "recentScreenings": [...]} or None; ownership is the caller's check."""
+        key = f"child:{child_id}"
+        found = self.cache.get(key)
+        if found is None:
+            child = self.repo.get(child_id)
+            if child is None:
+                return None
+            found = {
+                "child": child,
+                "recentScreenings": self.questionnaires.recent_for_child(child_id, RECENT),
+            }
+            self.cache.set(key, found, self.ttl_s, only_if_absent=True)
+        return found
+
+    def get_for_user(self, user_id: str, child_id: str) -> dict[str, Any] | None:
+        """The user's child: from a cached summary, else one read (the summary is not built)."""
+        found = self.cache.get(f"child:{child_id}")
+        if found is None:
+            return self.repo.get_for_user(user_id, child_id)
+        return found["child"] if found["child"]["userId"] == user_id else None
+
+    def changed(self, user_id: str, child_id: str | None = None) -> None:
+        """Call after any write about the user's children (or one child)."""
+        self.cache.invalidate(f"children:{user_id}")
+        if child_id is not None:
+            self.cache.invalidate(f"child:{child_id}")
