@@ -4,6 +4,8 @@
 
 Views and services raise `ApiError` (or a subclass); werkzeug's HTTP errors and
 unexpected exceptions are converted here. A 5xx body never carries exception text.
+
+`Retry-After` appears on 429 and 503 answers only (see `_retry_after_only_when_meaningful`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, g, jsonify
+from flask import Flask, Response, current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -47,6 +49,7 @@ class ApiError(Exception):
         status: int | None = None,
         code: str | None = None,
         details: Any = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -55,6 +58,11 @@ class ApiError(Exception):
         if code is not None:
             self.code = code
         self.details = details
+        # Seconds for the Retry-After header of a 429 or 503 (503 defaults to
+        # RETRY_AFTER_UNAVAILABLE_S); a 429's `details.retryAfterSeconds` counts too.
+        if retry_after is None and isinstance(details, dict):
+            retry_after = details.get("retryAfterSeconds")
+        self.retry_after = retry_after
 
 
 class ServiceUnavailableError(ApiError):
@@ -78,6 +86,8 @@ def error_response(
 def handle_api_error(exc: ApiError) -> ResponseReturnValue:
     if exc.status >= 500:
         log.error("api error %s: %s", exc.code, exc.message)
+    if isinstance(exc.retry_after, int) and exc.retry_after > 0:
+        g.retry_after = exc.retry_after
     return error_response(exc.status, exc.code, exc.message, exc.details)
 
 
@@ -89,7 +99,8 @@ def handle_http_exception(exc: HTTPException) -> ResponseReturnValue:
         message = exc.name
     response = exc.get_response()
     body, status = error_response(status, code, message)  # type: ignore[misc]
-    # Keep headers werkzeug and extensions set (Allow on 405, Retry-After on 429).
+    # Keep headers werkzeug and extensions set (Allow on 405; on 429 flask-limiter
+    # sets Retry-After later, in its after_request hook).
     for name, value in response.headers.items():
         if name.lower() not in ("content-type", "content-length"):
             body.headers[name] = value
@@ -102,7 +113,37 @@ def handle_unexpected(exc: Exception) -> ResponseReturnValue:
     return error_response(500, "internal_error", "Internal server error.")
 
 
+def _retry_after_only_when_meaningful(response: Response) -> Response:
+    """Retry-After on 429 (seconds until the limit resets) and 503 (a retry hint) only.
+
+    flask-limiter (headers_enabled) puts its window's reset time in Retry-After on every
+    response of a limited route, 200s included, and on a 503 it would replace the
+    outage hint with that window. Its X-RateLimit-* headers stay as they are.
+    """
+    status = response.status_code
+    chosen = g.get("retry_after")
+    if status == 503:
+        # The database or Redis is unavailable: a short hint, not the rate-limit window.
+        seconds = chosen or current_app.config["SETTINGS"].retry_after_unavailable_s
+        response.headers["Retry-After"] = str(seconds)
+    elif status == 429:
+        if chosen:  # the app's own limit (e.g. codes per number) knows its window
+            response.headers["Retry-After"] = str(chosen)
+        else:
+            limiter_says = response.headers.get("Retry-After", "")
+            if limiter_says.lstrip("-").isdigit():
+                # flask-limiter truncates: "0" in the window's last second means "1".
+                response.headers["Retry-After"] = str(max(1, int(limiter_says)))
+    else:
+        response.headers.pop("Retry-After", None)
+    return response
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)
+    # Flask runs after_request functions in reverse order of registration. This one must
+    # see the headers flask-limiter's hook adds (registered before this, in create_app),
+    # so it goes first in the list: it runs after every other hook.
+    app.after_request_funcs.setdefault(None, []).insert(0, _retry_after_only_when_meaningful)

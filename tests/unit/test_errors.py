@@ -6,7 +6,7 @@ import pytest
 from flask import Blueprint
 
 from chatbot import create_app
-from chatbot.errors import ApiError
+from chatbot.errors import ApiError, ServiceUnavailableError
 from chatbot.settings import Settings
 
 # Unreachable dependencies: these tests never touch MongoDB or Redis.
@@ -27,6 +27,18 @@ def app():
     @bp.get("/boom")
     def boom():
         raise RuntimeError("secret internals: password=hunter2")
+
+    @bp.get("/ok")
+    def ok():
+        return {"ok": True}
+
+    @bp.get("/down")
+    def down():
+        raise ServiceUnavailableError("Down.")
+
+    @bp.get("/slow-down")
+    def slow_down():
+        raise ServiceUnavailableError("Down for a while.", retry_after=30)
 
     @bp.get("/teapot")
     def teapot():
@@ -111,3 +123,19 @@ def test_liveness_touches_no_dependency(app):
     assert response.status_code == 200
     assert response.get_json()["status"] == "ok"
     assert response.headers["X-Instance-Id"] == "unit"
+
+
+def test_retry_after_only_on_429_and_503(app):
+    client = app.test_client()
+    # flask-limiter adds its headers to every response of a limited route...
+    ok = client.get("/ok")
+    assert ok.status_code == 200
+    assert "X-RateLimit-Limit" in ok.headers
+    # ...but Retry-After means "come back later", which a 200 or a 409 does not.
+    assert "Retry-After" not in ok.headers
+    assert "Retry-After" not in client.get("/teapot").headers
+    # A 503 gives the outage hint, not the rate-limit window.
+    down = client.get("/down")
+    assert_envelope(down, 503, "service_unavailable")
+    assert down.headers["Retry-After"] == str(OFFLINE.retry_after_unavailable_s)
+    assert client.get("/slow-down").headers["Retry-After"] == "30"
