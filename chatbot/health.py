@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from chatbot import __version__
+from chatbot.db import own_deadline
 from chatbot.extensions import mongo, redis_store
 
 bp = Blueprint("health", __name__)
@@ -37,8 +38,19 @@ def livez() -> ResponseReturnValue:
 
 
 @bp.get("/health")
+# The ping has its own budget: the data layer's per-request database deadline
+# (MONGO_REQUEST_TIMEOUT_S), which would cap it, does not apply here.
+@own_deadline
 def health() -> ResponseReturnValue:
-    """Ping MongoDB and Redis: 200 ok, 200 degraded without Redis, 503 without MongoDB."""
+    """Ping MongoDB and Redis: 200 ok, 200 degraded without Redis, 503 without MongoDB.
+
+    503 means the database did not answer, not that it answered slowly: the ping gets
+    HEALTH_TIMEOUT_S (1.5 s), a budget a busy database meets (its reply waits behind the
+    load, it still comes) and a frozen one does not. A stopped database refuses the
+    connection and is reported at once; a frozen one (SIGSTOP, a hung host) after the
+    budget. A tight budget (it was 0.3 s) turned /health to 503 for moments under load
+    while every request was still being served.
+    """
     timeout = current_app.config["HEALTH_TIMEOUT_S"]
     checks = {
         "mongodb": _probe(lambda: mongo.ping(timeout)),

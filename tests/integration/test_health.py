@@ -1,12 +1,16 @@
 """Readiness against the real FerretDB and Redis, including real outages."""
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from dataclasses import replace
 
 import pytest
 
 from chatbot import create_app
-from tests.harness import FerretDB, Redis
+from tests.harness import ROOT, FerretDB, Redis, free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
 
@@ -86,3 +90,55 @@ def test_health_body_names_no_addresses(settings):
     body = app.test_client().get("/health").get_data(as_text=True)
     assert "127.0.0.1" not in body
     assert "refused" not in body  # no driver message either
+
+
+def test_a_frozen_database_answers_503_within_the_budget(settings, own_ferretdb):
+    app = create_app(replace(settings, mongo_uri=own_ferretdb.uri))
+    client = app.test_client()
+    assert client.get("/health").status_code == 200
+    budget = settings.health_timeout_s
+
+    os.kill(own_ferretdb.proc.pid, signal.SIGSTOP)  # a hung database: connected, silent
+    try:
+        started = time.monotonic()
+        response = client.get("/health")
+        elapsed = time.monotonic() - started
+    finally:
+        os.kill(own_ferretdb.proc.pid, signal.SIGCONT)
+    print(f"frozen database: /health {response.status_code} after {elapsed:.2f} s")
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["mongodb"]["status"] == "down"
+    # It waited for its budget, not for a socket or server-selection timeout.
+    assert budget - 0.1 <= elapsed < budget + 1.0
+    assert client.get("/health").status_code == 200  # thawed
+
+
+@pytest.fixture
+def slow_database(own_ferretdb):
+    """own_ferretdb behind devtools/delay_proxy.py: every reply arrives 0.6 s late."""
+    port = free_port()
+    proxy = subprocess.Popen(
+        [sys.executable, str(ROOT / "devtools" / "delay_proxy.py"), "--listen",
+         f"127.0.0.1:{port}", "--target", f"127.0.0.1:{own_ferretdb.port}", "--delay-ms", "600"]
+    )  # fmt: skip
+    try:
+        wait_for_port(port, proc=proxy)
+        yield f"mongodb://127.0.0.1:{port}/"
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
+
+
+def test_a_slow_database_is_up_not_down(settings, slow_database):
+    """A database that answers, late, keeps /health at 200 (0.3 s budget made it flap)."""
+    client = create_app(replace(settings, mongo_uri=slow_database)).test_client()
+    # The first ping also pays for discovering the server and opening a connection.
+    deadline = time.monotonic() + 15
+    while client.get("/health").status_code != 200:
+        assert time.monotonic() < deadline, "health never answered through the slow proxy"
+    for _ in range(3):
+        response = client.get("/health")
+        mongodb = response.get_json()["checks"]["mongodb"]
+        assert response.status_code == 200, mongodb
+        assert mongodb["status"] == "up"
+        assert mongodb["latency_ms"] >= 600
