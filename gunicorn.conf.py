@@ -20,7 +20,12 @@ def _env_int(name: str, default: int) -> int:
 # --- Socket ---------------------------------------------------------------
 # Where this instance listens. Keep it on loopback: nginx is the only client.
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-# Pending connections the kernel queues while every thread is busy.
+# Connections the kernel holds until a worker accepts them. Not where overload
+# waits: nginx admits at most workers x threads requests to this instance at once
+# (max_conns, nginx/nginx.conf.template) and refuses the rest at once, so only that
+# many (plus its idle keep-alive connections) are ever open here. Kept large on
+# purpose: an overflowing backlog drops connection attempts, which nginx only notices
+# after proxy_connect_timeout (1 s), a slow failure instead of a fast one.
 backlog = _env_int("GUNICORN_BACKLOG", 2048)
 
 # --- Workers --------------------------------------------------------------
@@ -33,6 +38,18 @@ worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 # Only gthread uses threads: gunicorn silently turns "sync" with threads > 1 into
 # gthread, so the thread count is forced to 1 for any other worker class.
 threads = _env_int("GUNICORN_THREADS", 16) if worker_class == "gthread" else 1
+# gthread: the connections one worker holds at once (in flight, waiting for a
+# thread, or idle keep-alive). While its threads are busy a gthread worker still
+# accepts and queues the requests; at this limit it stops accepting, and another
+# worker takes the connection. So at most worker_connections - threads requests
+# wait in one worker (gunicorn's default, 1000, let hundreds wait, for up to
+# nginx's 35 s). nginx's max_conns already keeps in-flight requests at workers x
+# threads per instance: requests wait here only when nginx's kept-alive connections
+# land unevenly on the workers. The 64 beyond the threads leave room for those idle
+# connections (nginx keeps up to 32 per nginx worker process): with too little, a
+# worker full of idle connections stops accepting while its threads have nothing
+# to do. Other worker classes ignore it.
+worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", threads + 64)
 # A worker silent for this long is killed and replaced. Keep it well above the
 # MongoDB and Redis timeouts so an outage turns into 503s, not killed workers.
 timeout = _env_int("GUNICORN_TIMEOUT", 30)
