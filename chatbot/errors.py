@@ -83,8 +83,11 @@ def error_response(
     return jsonify(error=body), status
 
 
-def handle_api_error(exc: ApiError) -> ResponseReturnValue:
-    if exc.status >= 500:
+def handle_api_error(exc: ApiError, logged: bool = False) -> ResponseReturnValue:
+    """The envelope for an ApiError; `logged` when the caller already logged why."""
+    if exc.status == 503 and not logged:  # an outage or overload: expected, not a bug
+        log.warning("api error %s: %s", exc.code, exc.message)
+    elif exc.status >= 500 and not logged:
         log.error("api error %s: %s", exc.code, exc.message)
     if isinstance(exc.retry_after, int) and exc.retry_after > 0:
         g.retry_after = exc.retry_after

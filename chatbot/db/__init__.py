@@ -43,7 +43,7 @@ def _database_error(exc: PyMongoError) -> ResponseReturnValue:
         return handle_unexpected(exc)
     log.warning("database unavailable: %s", type(exc).__name__)
     return handle_api_error(
-        ServiceUnavailableError("The database is unavailable; try again shortly.")
+        ServiceUnavailableError("The database is unavailable; try again shortly."), logged=True
     )
 
 
