@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Idempotent set-up for a fresh machine: system packages, the virtualenv and the
-# FerretDB binary. Each step is skipped when its result is already there.
+# Idempotent set-up for a fresh machine: system packages (Redis, nginx, PostgreSQL,
+# Chromium), the virtualenv and the FerretDB binary. Each step is skipped when its
+# result is already there.
 # Called by `make setup` (and so by `make run` and `make test`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,8 @@ missing=()
 for cmd in "${!wanted[@]}"; do
   command -v "$cmd" >/dev/null || missing+=("${wanted[$cmd]}")
 done
+# PostgreSQL, the dev/test FerretDB's backend: Debian keeps its programs off PATH.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then
     echo "setup: installing ${missing[*]} with apt-get"
@@ -28,8 +31,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
 fi
-# Debian starts the packaged services on install; the stack runs its own copies
-# on other ports, so the system ones are left as they are.
+# Debian starts the packaged services on install (postgresql: a system cluster on
+# 5432); the stack runs its own copies on other ports (devtools/postgres.sh for
+# PostgreSQL), so the system ones are left as they are.
 
 # --- Python virtualenv -------------------------------------------------------
 stamp=.venv/.requirements.sha

@@ -1,5 +1,6 @@
-// Command ferretdb runs FerretDB v1.24.2 with its SQLite backend as the
-// project's dev/test MongoDB-compatible server.
+// Command ferretdb runs FerretDB v1.24.2 as the project's dev/test
+// MongoDB-compatible server, on its PostgreSQL backend when -postgresql-url is
+// given (what `make run` and the tests use), else on its SQLite backend.
 //
 // It embeds the github.com/FerretDB/FerretDB/ferretdb package because the
 // upstream cmd/ferretdb binary panics when built from the module zip (its
@@ -11,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,7 +23,8 @@ import (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on; port 0 picks a free port")
-	dataDir := flag.String("data", "var/ferretdb", "directory holding the SQLite files (created if missing)")
+	dataDir := flag.String("data", "var/ferretdb", "SQLite backend: directory holding the SQLite files (created if missing)")
+	pgURL := flag.String("postgresql-url", "", "if set, use the PostgreSQL backend with this URL (postgres://user@host:port/database) instead of SQLite")
 	uriFile := flag.String("uri-file", "", "if set, write the MongoDB URI here once the port is bound")
 	logLevel := flag.String("log-level", "warn", "debug, info, warn or error")
 	flag.Parse()
@@ -32,21 +35,37 @@ func main() {
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	dir, err := filepath.Abs(*dataDir)
-	if err != nil {
-		fatal("bad -data: %v", err)
+	config := &ferretdb.Config{
+		Listener: ferretdb.ListenerConfig{TCP: *listen},
+		Logger:   logger,
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		fatal("cannot create data directory: %v", err)
+	var backend string
+	if *pgURL != "" {
+		u, err := url.Parse(*pgURL)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			fatal("bad -postgresql-url: want postgres://user@host:port/database")
+		}
+		// FerretDB connects lazily, on the first command that needs the
+		// database: it starts even while PostgreSQL is still starting, and
+		// reconnects after a PostgreSQL restart.
+		config.Handler = "postgresql"
+		config.PostgreSQLURL = *pgURL
+		backend = "PostgreSQL " + u.Redacted()
+	} else {
+		dir, err := filepath.Abs(*dataDir)
+		if err != nil {
+			fatal("bad -data: %v", err)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			fatal("cannot create data directory: %v", err)
+		}
+		config.Handler = "sqlite"
+		// FerretDB requires the SQLite URL to be a directory ending with a slash.
+		config.SQLiteURL = "file:" + dir + "/"
+		backend = "SQLite in " + dir
 	}
 
-	f, err := ferretdb.New(&ferretdb.Config{
-		Listener: ferretdb.ListenerConfig{TCP: *listen},
-		Handler:  "sqlite",
-		// FerretDB requires the SQLite URL to be a directory ending with a slash.
-		SQLiteURL: "file:" + dir + "/",
-		Logger:    logger,
-	})
+	f, err := ferretdb.New(config)
 	if err != nil {
 		fatal("cannot start FerretDB: %v", err)
 	}
@@ -62,7 +81,7 @@ func main() {
 			fatal("cannot write -uri-file: %v", err)
 		}
 	}
-	fmt.Fprintf(os.Stderr, "ferretdb listening on %s (data in %s)\n", uri, dir)
+	fmt.Fprintf(os.Stderr, "ferretdb listening on %s (%s)\n", uri, backend)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
