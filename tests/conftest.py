@@ -1,5 +1,7 @@
 """Fixtures: real FerretDB and Redis for the session, one database and key prefix per test.
 
+FerretDB runs on a throw-away PostgreSQL cluster, one for the whole session.
+
 Set MONGO_URI (any MongoDB 6+) or REDIS_URL to test against servers of your own
 instead of the ones the harness starts.
 """
@@ -20,16 +22,30 @@ from chatbot import create_app
 from chatbot.db.indexes import ensure_indexes
 from chatbot.extensions import mongo
 from chatbot.settings import Settings
-from tests.harness import FerretDB, Redis
+from tests.harness import FerretDB, Postgres, Redis
 
 
 @pytest.fixture(scope="session")
-def ferretdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerretDB | None]:
-    """The harness's FerretDB, or None when MONGO_URI points at an outside server."""
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres | None]:
+    """FerretDB's PostgreSQL, or None when MONGO_URI points at an outside server."""
     if os.environ.get("MONGO_URI"):
         yield None
         return
-    server = FerretDB(tmp_path_factory.mktemp("ferretdb"))
+    server = Postgres(tmp_path_factory.mktemp("postgres"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ferretdb(
+    tmp_path_factory: pytest.TempPathFactory, postgres: Postgres | None
+) -> Iterator[FerretDB | None]:
+    """The harness's FerretDB, or None when MONGO_URI points at an outside server."""
+    if postgres is None:
+        yield None
+        return
+    server = FerretDB(tmp_path_factory.mktemp("ferretdb"), postgresql_url=postgres.url)
     server.start()
     yield server
     server.stop()

@@ -3,24 +3,32 @@
 Each service runs as a child process with its data in a throw-away directory and
 its output in a log file there; `stop()` and `start()` can be called again to
 simulate an outage on the same port.
+
+FerretDB runs on its PostgreSQL backend: on a `Postgres` given to it, else on a
+throw-away cluster of its own that it starts and stops with itself.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FERRETDB_BIN = ROOT / ".build" / "ferretdb"
+POSTGRES_SCRIPT = ROOT / "devtools" / "postgres.sh"
 sys.path.insert(0, str(ROOT / "devtools"))
 from render_nginx import render as render_nginx  # noqa: E402 -- devtools is not a package
 
@@ -98,8 +106,79 @@ class Service:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+class Postgres(Service):
+    """A throw-away PostgreSQL cluster (devtools/postgres.sh --throwaway): FerretDB's backend.
+
+    The first start runs initdb (about 1 s in all); later starts reuse the cluster (0.07 s).
+    """
+
+    name = "postgres"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        super().__init__(workdir, port)
+        if os.geteuid() == 0:
+            # As root the server runs as the `postgres` user, which cannot enter pytest's
+            # private (0700) temporary directories: the cluster gets a directory of its own
+            # (the script hands it to that user), removed when this object goes.
+            self.data_dir = Path(tempfile.mkdtemp(prefix="chatbot-postgres-"))
+            weakref.finalize(self, shutil.rmtree, self.data_dir, ignore_errors=True)
+            (workdir / "data").unlink(missing_ok=True)
+            (workdir / "data").symlink_to(self.data_dir)
+        else:
+            self.data_dir = workdir / "data"
+
+    @property
+    def url(self) -> str:
+        """The URL FerretDB's `-postgresql-url` takes."""
+        return f"postgres://postgres@127.0.0.1:{self.port}/ferretdb"
+
+    def command(self) -> list[str]:
+        return ["bash", str(POSTGRES_SCRIPT), str(self.data_dir), str(self.port), "--throwaway"]
+
+    def start(self) -> None:
+        super().start()
+        # The port opens before the server accepts sessions ("starting up"): wait for those.
+        deadline = time.monotonic() + 20
+        while not self.ready():
+            if time.monotonic() > deadline or self.proc is None or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"{self.name} did not start; log:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def ready(self) -> bool:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_isready"))
+        command = [found[-1] if found else "pg_isready", "-q", "-h", "127.0.0.1"]
+        command += ["-p", str(self.port), "-U", "postgres", "-d", "ferretdb"]
+        return subprocess.run(command, check=False).returncode == 0
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> None:
+        # INT is PostgreSQL's fast shutdown: clients are disconnected, not waited for.
+        super().stop(sig, timeout)
+
+
 class FerretDB(Service):
+    """FerretDB on PostgreSQL: `postgresql_url` (a `Postgres.url`), else a cluster of its own.
+
+    `sqlite=True` runs it on its SQLite backend instead (data in the workdir).
+    """
+
     name = "ferretdb"
+
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        postgresql_url: str | None = None,
+        sqlite: bool = False,
+    ) -> None:
+        super().__init__(workdir, port)
+        self.sqlite = sqlite
+        self.postgres: Postgres | None = None  # the cluster of its own, when it has one
+        if not sqlite and postgresql_url is None:
+            self.postgres = Postgres(workdir / "postgres")
+            postgresql_url = self.postgres.url
+        self.postgresql_url = postgresql_url
 
     @property
     def uri(self) -> str:
@@ -108,11 +187,32 @@ class FerretDB(Service):
     def command(self) -> list[str]:
         if not FERRETDB_BIN.exists():
             raise RuntimeError("FerretDB is not built: run `make setup`")
-        return [
-            str(FERRETDB_BIN),
-            f"-listen=127.0.0.1:{self.port}",
-            f"-data={self.workdir / 'data'}",
-        ]
+        backend = (
+            [f"-data={self.workdir / 'data'}"]
+            if self.sqlite
+            else [f"-postgresql-url={self.postgresql_url}"]
+        )
+        return [str(FERRETDB_BIN), f"-listen=127.0.0.1:{self.port}", *backend]
+
+    def start(self) -> None:
+        """Start its own cluster first (when it has one), then FerretDB."""
+        if self.postgres is not None and (
+            self.postgres.proc is None or self.postgres.proc.poll() is not None
+        ):
+            self.postgres.start()
+        super().start()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        """Stop FerretDB, then its own cluster: the whole database is down."""
+        super().stop(sig, timeout)
+        if self.postgres is not None:
+            self.postgres.stop(timeout=timeout)
+
+    def log_tail(self, lines: int = 40) -> str:
+        tail = super().log_tail(lines)
+        if self.postgres is not None:
+            tail += f"\n--- {self.postgres.name} ---\n{self.postgres.log_tail(lines)}"
+        return tail
 
 
 class Redis(Service):
