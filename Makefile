@@ -19,9 +19,12 @@ format: setup
 	.venv/bin/ruff format .
 	.venv/bin/ruff check --fix .
 
-# Side-by-side throughput of the service's configuration choices (about 3 minutes).
+# Open-loop benchmark through nginx and two instances, goals as PASS/MISS; writes
+# docs/benchmarks.md and its plot (about 8 minutes). vegeta and matplotlib come from
+# devtools/bench_setup.sh.
 bench:
 	@SETUP_BENCH=1 bash devtools/setup.sh
+	@bash devtools/bench_setup.sh
 	.venv/bin/python devtools/bench.py
 
 clean:

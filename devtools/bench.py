@@ -1,304 +1,1416 @@
-"""Side-by-side benchmark of the choices the service makes, printed as ratios from one run.
+"""Open-loop benchmark of the chatbot through nginx and two instances, with PASS/MISS goals.
 
-    make bench            # or: .venv/bin/python devtools/bench.py [--seconds 4] [--connections 32]
+    make bench                      # or: .venv/bin/python devtools/bench.py [options]
+    .venv/bin/python devtools/bench.py --quick            # a smoke run, under a minute
+    .venv/bin/python devtools/bench.py --rates 25,50,100 --seconds 10
 
-It starts its own FerretDB, Redis, gunicorn instances and nginx on free loopback
-ports (the test harness), seeds a little data, and drives each pair of
-configurations with wrk for a fixed, bounded time. Absolute numbers move ±20%
-between runs on a 2-core machine; compare the ratios within one run.
+It starts its own FerretDB, Redis, two gunicorn instances and nginx on free loopback
+ports (tests/harness.py) and drives them with vegeta (devtools/bench_setup.sh builds it):
+a constant arrival rate whatever the server does, and latency counted from each
+request's *intended* send time, so queueing shows instead of slowing the client down.
+
+1. 100 users, each in their own conversation, are driven through the API to the
+   questionnaire, so the load is answer turns (the most frequent kind).
+2. Hot-path latency at 1,000 and at 50,000 stored messages, side by side: chat turn,
+   child summary, children list, first history page (seeded with PyMongo).
+3. Capacity of GET /livez and of the three GETs at rising rates, as ratios.
+4. The database's own limit: one answer turn's operations done directly with PyMongo at
+   the service's concurrency (instances x workers x threads).
+5. Chat turns at rising rates (25, 50, 100, 200, 400/s ...) until a rate is no longer
+   served without error: achieved rate, p50/p99, errors by status, refused share (503),
+   lock expiries from the instances' logs; then every accepted message is checked in the
+   database (0 lost, 0 processed twice).
+6. The goals, as PASS/MISS; docs/benchmarks.md and docs/benchmarks-latency.png.
+
+Everything shares the machine's cores, so absolute numbers are this machine's: read the
+ratios within one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import calendar
+import contextlib
+import copy
+import itertools
 import json
+import multiprocessing
+import os
+import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.harness import FerretDB, Gunicorn, Nginx, Redis, Service, http  # noqa: E402 -- after sys.path
+from bson import ObjectId  # noqa: E402 -- after sys.path, like the rest
+from pymongo import monitoring  # noqa: E402
 
-SECONDS = 3
-DB_DELAY_MS = 20.0
-ROUNDS = 3
-CONNECTIONS = 32
+from tests.harness import FerretDB, Gunicorn, Nginx, Redis, http  # noqa: E402 -- after sys.path
+
+VEGETA = ROOT / ".build" / "bin" / "vegeta"
+DOCS = ROOT / "docs" / "benchmarks.md"
+PLOT = ROOT / "docs" / "benchmarks-latency.png"
+RAW = ROOT / "var" / "bench.json"
+DB_NAME = "bench"
+# The service's shape in this benchmark: 2 instances x WEB_CONCURRENCY x GUNICORN_THREADS.
+INSTANCES, WORKERS, THREADS = 2, 2, 16
+TIMEOUT_S = 15  # vegeta's per-request timeout (gunicorn's worker timeout is 30 s)
+READERS = 10  # users whose history is seeded beyond a page (GET /chat/messages?limit=50)
+READER_HISTORY = 60
+LOCK_EXPIRED = re.compile(r"LockNotOwnedError|LockError|could not release the lock")
+DB_LOCK = re.compile(r"using the database lock")
 
 
-def wrk(url: str, headers: dict[str, str], seconds: int, connections: int) -> dict[str, float]:
-    """Run wrk once; return requests/s, mean and p99 latency (ms), and non-2xx count."""
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
-    for name, value in headers.items():
-        command += ["-H", f"{name}: {value}"]
-    out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
-    scale = {"B": 1 / 1024, "KB": 1, "MB": 1024, "GB": 1024 * 1024}[transfer.group(2)]
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": rps,
-        "mean_ms": _ms(re.search(r"Latency\s+([\d.]+)(\w+)", out)),
-        "p99_ms": _ms(re.search(r"99%\s+([\d.]+)(\w+)", out)),
-        "kb_per_req": float(transfer.group(1)) * scale / rps if rps else 0.0,
-        "errors": int(non2xx.group(1)) if non2xx else 0,
+# --- configuration ---------------------------------------------------------------------
+@dataclass
+class Config:
+    users: int = 100
+    rates: list[int] = field(default_factory=lambda: [25, 50, 100, 200, 400])
+    max_rate: int = 6400  # the chat ladder doubles past `rates` until it breaks, up to this
+    seconds: float = 10.0  # per chat-turn rate
+    get_rates: list[int] = field(default_factory=lambda: [50, 100, 200, 400, 800])
+    get_max_rate: int = 12800
+    get_seconds: float = 5.0  # per GET rate
+    probe_rate: int = 10  # the side-by-side latency at 1,000 and 50,000 messages
+    probe_seconds: float = 6.0
+    sizes: tuple[int, int] = (1_000, 50_000)
+    db_seconds: float = 8.0
+    dup_every: int = 50  # every n-th chat request resends an earlier clientMessageId
+    pause: float = 1.0  # seconds between two rates, for queues to drain
+    quick: bool = False
+
+
+def quick_config() -> Config:
+    return Config(
+        users=10,
+        rates=[10, 20, 40],
+        max_rate=1280,
+        seconds=1.5,
+        get_rates=[100, 200],
+        get_seconds=1,
+        probe_rate=10,
+        probe_seconds=1,
+        sizes=(1_000, 3_000),
+        db_seconds=1.5,
+        pause=0.3,
+        quick=True,
+    )
+
+
+# --- vegeta ------------------------------------------------------------------------------
+@dataclass
+class Step:
+    """One vegeta run at one constant rate."""
+
+    label: str
+    offered: float
+    seconds: float
+    sent: int = 0
+    codes: Counter = field(default_factory=Counter)
+    transport: Counter = field(default_factory=Counter)  # status 0: timeouts, resets
+    accepted_ms: list[float] = field(default_factory=list)  # 2xx, from the intended send time
+    refused_ms: list[float] = field(default_factory=list)  # 503
+    refused_no_retry_after: int = 0
+    send_lag_ms: float = 0.0  # p99 of (actual - intended) send time: the generator's own lag
+    span_s: float = 0.0
+    bodies: list[tuple[int, dict]] = field(default_factory=list)  # chat: (status, JSON body)
+    lock_expiries: int = 0
+    db_lock_fallbacks: int = 0
+    log_errors: int = 0
+
+    @property
+    def ok(self) -> int:
+        return len(self.accepted_ms)
+
+    @property
+    def achieved(self) -> float:
+        """2xx answers per second, from the first send to the last answer."""
+        return self.ok / self.span_s if self.span_s else 0.0
+
+    @property
+    def errors(self) -> int:
+        return self.sent - self.ok
+
+    @property
+    def refused(self) -> int:
+        return len(self.refused_ms)
+
+    @property
+    def clean(self) -> bool:
+        """Served without error: every request answered 2xx and the rate kept up."""
+        return self.sent > 0 and self.errors == 0 and self.achieved >= 0.9 * self.offered
+
+    def p(self, q: float, values: list[float] | None = None) -> float | None:
+        values = self.accepted_ms if values is None else values
+        return percentile(values, q)
+
+    def error_summary(self) -> str:
+        parts = [f"{c}:{n}" for c, n in sorted(self.codes.items()) if not 200 <= c < 300]
+        parts += [f"{kind}:{n}" for kind, n in self.transport.most_common()]
+        return " ".join(parts) or "-"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "offered": self.offered,
+            "seconds": self.seconds,
+            "sent": self.sent,
+            "achieved": round(self.achieved, 1),
+            "p50_ms": rnd(self.p(50)),
+            "p99_ms": rnd(self.p(99)),
+            "codes": {str(k): v for k, v in sorted(self.codes.items())},
+            "transport_errors": dict(self.transport),
+            "refused": self.refused,
+            "refused_p99_ms": rnd(self.p(99, self.refused_ms)),
+            "refused_without_retry_after": self.refused_no_retry_after,
+            "send_lag_p99_ms": round(self.send_lag_ms, 1),
+            "lock_expiries": self.lock_expiries,
+            "db_lock_fallbacks": self.db_lock_fallbacks,
+            "log_errors": self.log_errors,
+            "clean": self.clean,
+        }
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def rnd(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def fmt_ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
+_TS = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+
+
+def parse_ts(text: str) -> float:
+    """RFC 3339 with nanoseconds (vegeta's) -> Unix seconds as a float."""
+    m = _TS.fullmatch(text)
+    if not m:
+        raise ValueError(f"unexpected timestamp {text!r}")
+    base = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S"))
+    frac = float("0." + m.group(2)) if m.group(2) else 0.0
+    zone = m.group(3)
+    offset = 0 if zone == "Z" else (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    return base + frac - (offset if zone.startswith("+") else -offset)
+
+
+def target(method: str, url: str, token: str, body: dict | None = None) -> dict[str, Any]:
+    """One line of vegeta's JSON targets format (the body base64-encoded)."""
+    line: dict[str, Any] = {
+        "method": method,
+        "url": url,
+        "header": {"Authorization": [f"Bearer {token}"]} if token else {},
     }
+    if body is not None:
+        line["header"]["Content-Type"] = ["application/json"]
+        line["body"] = base64.b64encode(json.dumps(body).encode()).decode()
+    return line
 
 
-def _ms(match: re.Match) -> float:
-    value, unit = float(match.group(1)), match.group(2)
-    return value * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+class Vegeta:
+    def __init__(self, workdir: Path, logs: Callable[[], list[Path]]) -> None:
+        self.workdir = workdir
+        self.logs = logs
+        self.runs = 0
+
+    def attack(
+        self,
+        label: str,
+        targets: list[dict[str, Any]],
+        rate: float,
+        seconds: float,
+        keep_bodies: bool = False,
+    ) -> Step:
+        """Send `targets` in order at `rate`/s for `seconds` (open loop: vegeta starts a new
+        worker whenever every one is waiting, `-max-workers` unlimited)."""
+        self.runs += 1
+        targets_file = self.workdir / f"targets-{self.runs}.json"
+        results_file = self.workdir / f"results-{self.runs}.bin"
+        with targets_file.open("w") as f:
+            for line in targets:
+                f.write(json.dumps(line) + "\n")
+        offsets = {p: p.stat().st_size if p.exists() else 0 for p in self.logs()}
+        subprocess.run(
+            [
+                str(VEGETA), "attack",
+                "-format=json", f"-targets={targets_file}",
+                f"-rate={rate:g}/1s", f"-duration={seconds:g}s",
+                f"-timeout={TIMEOUT_S}s",
+                f"-max-body={-1 if keep_bodies else 0}",
+                "-keepalive=true",
+                f"-output={results_file}",
+            ],
+            check=True,
+        )  # fmt: skip
+        step = Step(label, rate, seconds)
+        self._read(step, results_file, rate, keep_bodies)
+        self._count_logs(step, offsets)
+        targets_file.unlink()
+        results_file.unlink()
+        return step
+
+    def _read(self, step: Step, results_file: Path, rate: float, keep_bodies: bool) -> None:
+        encode = subprocess.Popen(
+            [str(VEGETA), "encode", "--to", "json", str(results_file)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        rows = []
+        assert encode.stdout is not None
+        for line in encode.stdout:
+            r = json.loads(line)
+            rows.append(r)
+        if encode.wait() != 0:
+            raise RuntimeError("vegeta encode failed")
+        if not rows:
+            return
+        start = min(parse_ts(r["timestamp"]) for r in rows if r["seq"] == 0)
+        end = start
+        lags = []
+        for r in rows:
+            sent = parse_ts(r["timestamp"])
+            done = sent + r["latency"] / 1e9
+            end = max(end, done)
+            intended = start + r["seq"] / rate
+            lags.append(max(0.0, sent - intended) * 1000)
+            # Latency from the intended send time: a late send (the generator behind) counts.
+            ms = max(r["latency"] / 1e6, (done - intended) * 1000)
+            code = r["code"]
+            step.sent += 1
+            step.codes[code] += 1
+            if code == 0:
+                step.transport[classify(r.get("error", ""))] += 1
+            elif 200 <= code < 300:
+                step.accepted_ms.append(ms)
+            elif code == 503:
+                step.refused_ms.append(ms)
+                headers = {k.lower() for k in (r.get("headers") or {})}
+                if "retry-after" not in headers:
+                    step.refused_no_retry_after += 1
+            if keep_bodies and code in (200, 201) and r.get("body"):
+                with contextlib.suppress(ValueError):
+                    step.bodies.append((code, json.loads(base64.b64decode(r["body"]))))
+        step.span_s = end - start
+        step.send_lag_ms = percentile(lags, 99) or 0.0
+
+    def _count_logs(self, step: Step, offsets: dict[Path, int]) -> None:
+        for path, offset in offsets.items():
+            if not path.exists():
+                continue
+            with path.open("rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace")
+            for line in text.splitlines():
+                if LOCK_EXPIRED.search(line):
+                    step.lock_expiries += 1
+                if DB_LOCK.search(line):
+                    step.db_lock_fallbacks += 1
+                if '"level": "ERROR"' in line or '"level": "CRITICAL"' in line:
+                    step.log_errors += 1
 
 
-class Bench:
-    def __init__(self, root: Path, seconds: int, connections: int, rounds: int) -> None:
+def classify(error: str) -> str:
+    lowered = error.lower()
+    if "timeout" in lowered or "deadline" in lowered:
+        return "timeout"
+    if "reset" in lowered or "refused" in lowered or "eof" in lowered:
+        return "conn"
+    return "other"
+
+
+# --- the stack ---------------------------------------------------------------------------
+class Stack:
+    """FerretDB (or MONGO_URI), Redis, two gunicorn instances, nginx: the e2e suite's stack."""
+
+    def __init__(self, root: Path) -> None:
         self.root = root
-        self.rounds = rounds
-        self.seconds = seconds
-        self.connections = connections
-        self.mongo = FerretDB(root / "ferretdb")
+        self.external_mongo = os.environ.get("MONGO_URI")
+        self.ferretdb = None if self.external_mongo else FerretDB(root / "ferretdb")
         self.redis = Redis(root / "redis")
-        self.rows: list[tuple[str, str, dict[str, float]]] = []
+        self.db_name = f"chatbot_bench_{os.getpid()}" if self.external_mongo else DB_NAME
+        self.apps: list[Gunicorn] = []
+        self.nginx: Nginx | None = None
+        self.started: list[Any] = []
 
-    def app_env(self, **extra: str) -> dict[str, str]:
+    @property
+    def mongo_uri(self) -> str:
+        return self.external_mongo or self.ferretdb.uri  # type: ignore[union-attr]
+
+    @property
+    def url(self) -> str:
+        assert self.nginx is not None
+        return self.nginx.url
+
+    def app_env(self) -> dict[str, str]:
         return {
             "CHATBOT_ENV": "production",
             "SECRET_KEY": "bench-secret-key-not-for-real-use",
-            "MONGO_URI": self.mongo.uri,
-            "MONGO_DB": "bench",
+            "MONGO_URI": self.mongo_uri,
+            "MONGO_DB": self.db_name,
             "REDIS_URL": self.redis.url,
+            # WARNING keeps lock and error lines (counted per step) without per-request noise.
             "LOG_LEVEL": "WARNING",
-            "WEB_CONCURRENCY": "2",
+            "WEB_CONCURRENCY": str(WORKERS),
+            "GUNICORN_THREADS": str(THREADS),
             # The benchmark measures the service, not the rate limiter's 429s.
             "RATE_LIMIT_DEFAULT": "10000000 per minute",
             "CHAT_RATE_LIMIT": "10000000 per minute",
-            **extra,
         }
 
-    def instance(self, name: str, **extra: str) -> Gunicorn:
-        app = Gunicorn(self.root / name, name, self.app_env(**extra))
-        app.start()
-        return app
+    def start(self) -> None:
+        for service in (self.ferretdb, self.redis):
+            if service:
+                service.start()
+                self.started.append(service)
+        for n in range(1, INSTANCES + 1):
+            app = Gunicorn(self.root / f"app{n}", f"app{n}", self.app_env())
+            app.start()
+            self.started.append(app)
+            self.apps.append(app)
+        self.nginx = Nginx(self.root / "nginx", [app.port for app in self.apps])
+        self.nginx.start()
+        self.started.append(self.nginx)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            reply = http("GET", self.url + "/health", timeout=2)
+            if reply.status == 200 and reply.json().get("status") == "ok":
+                return
+            time.sleep(0.2)
+        raise RuntimeError("the stack never became healthy:\n" + self.logs_tail())
 
-    def compare(self, group: str, cases: list[tuple[str, str, dict[str, str]]]) -> None:
-        """Measure each case `rounds` times, interleaved, and keep each one's median run.
+    def stop(self) -> None:
+        if self.external_mongo:
+            with contextlib.suppress(Exception), self.client() as client:
+                client.drop_database(self.db_name)
+        for service in reversed(self.started):
+            service.stop()
 
-        Interleaving spreads the machine's drift (FerretDB and wrk share the 2 cores)
-        over every case instead of penalising whichever ran at a bad moment.
-        """
-        runs: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in cases}
-        for _, url, headers in cases:  # warm-up: workers open connections on first use
-            wrk(url, headers, 1, self.connections)
-        for _ in range(self.rounds):
-            for label, url, headers in cases:
-                runs[label].append(wrk(url, headers, self.seconds, self.connections))
-        for label, _, _ in cases:
-            result = sorted(runs[label], key=lambda r: r["rps"])[len(runs[label]) // 2]
-            spread = [round(r["rps"]) for r in runs[label]]
-            self.rows.append((group, label, {**result, "runs_rps": spread}))
-            print(
-                f"  {group:<34} {label:<32} {result['rps']:>7.0f} req/s (runs {spread})"
-                f"  p99 {result['p99_ms']:6.1f} ms  {result['kb_per_req']:5.2f} KB/req"
-                + (f"  NON-2XX {result['errors']}" if result["errors"] else ""),
-                flush=True,
+    def app_logs(self) -> list[Path]:
+        return [app.log_path for app in self.apps]
+
+    def logs_tail(self) -> str:
+        # nginx's log is its access log: the instances' and the database's tell more.
+        services = [s for s in self.started if s is not self.nginx]
+        return "\n".join(f"--- {s.name} ---\n{s.log_tail(15)}" for s in services)
+
+    def client(self) -> Any:
+        import pymongo
+
+        return pymongo.MongoClient(self.mongo_uri)
+
+
+# --- users and data ----------------------------------------------------------------------
+@dataclass
+class User:
+    n: int
+    token: str
+    id: str
+    child_id: str = ""
+
+
+def born_months_ago(months: int) -> str:
+    from chatbot.screening.age import add_months
+
+    today = datetime.now(ZoneInfo("Asia/Jakarta")).date()
+    return add_months(today, -months).strftime("%d-%m-%Y")
+
+
+# To the first question of a screening: greeting, consent, language, a child's name, birth
+# date, sex and gestation, then "screen now".
+SETUP_TURNS = ["halo", "ya", "1", "{name}", "{born}", "1", "38", "ya"]
+NAMES = ["Ayu", "Budi", "Citra", "Dewi", "Eka", "Fajar", "Gita", "Hadi", "Indah", "Joko"]
+
+
+def setup_users(base: str, count: int) -> list[User]:
+    """Each user starts a chat and answers their way to the first question of a screening."""
+    born = born_months_ago(22)  # a term child of 22 months: the 21-month form, 10 items
+
+    def one(n: int) -> User:
+        start = http("POST", base + "/api/v1/chat/start", {"phoneNumber": f"0819{70000000 + n}"})
+        assert start.status == 201, start.body
+        user = User(n, start.json()["token"], start.json()["user"]["id"])
+        auth = {"Authorization": f"Bearer {user.token}"}
+        step = None
+        for k, text in enumerate(SETUP_TURNS):
+            text = {"{name}": NAMES[n % len(NAMES)], "{born}": born}.get(text, text)
+            body = {"text": text, "clientMessageId": f"setup-{n}-{k}"}
+            reply = http("POST", base + "/api/v1/chat/messages", body, auth, timeout=30)
+            assert reply.status == 201, (text, reply.status, reply.body)
+            step = reply.json()["step"]
+        assert step == "question", step
+        [child] = http("GET", base + "/api/v1/children", None, auth).json()["children"]
+        user.child_id = child["id"]
+        return user
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def seed_results(db: Any, users: list[User]) -> None:
+    """Three earlier completed screenings per child, so the child summary has results."""
+    now = datetime.now(UTC)
+    docs = []
+    for user in users:
+        template = db["questionnaires"].find_one(
+            {"userId": ObjectId(user.id), "status": "in_progress"}
+        )
+        assert template is not None
+        template.pop("_id")
+        for k, weeks_ago in enumerate((30, 20, 10)):
+            completed = now - timedelta(weeks=weeks_ago)
+            yes = (10, 8, 9)[k]
+            docs.append(
+                {
+                    **template,
+                    "startedAt": completed - timedelta(minutes=5),
+                    "answers": [
+                        {"number": i, "domains": ["gross_motor"], "answer": i <= yes}
+                        for i in range(1, 11)
+                    ],
+                    "status": "completed",
+                    "yesCount": yes,
+                    "category": "appropriate" if yes >= 9 else "doubtful",
+                    "riskLevel": "low" if yes >= 9 else "medium",
+                    "noByDomain": {"gross_motor": list(range(yes + 1, 11))} if yes < 10 else {},
+                    "nextAction": "routine" if yes >= 9 else "rescreen_2_weeks",
+                    "nextDueAt": completed + timedelta(days=14),
+                    "completedAt": completed,
+                }
+            )
+    if docs:
+        db["questionnaires"].insert_many(docs)
+    last = docs[-1] if docs else None
+    for user in users:
+        if last:
+            db["children"].update_one(
+                {"_id": ObjectId(user.child_id)},
+                {"$set": {"lastScreening": {k: last[k] for k in SUMMARY_FIELDS}}},
             )
 
 
-class DelayProxy(Service):
-    """devtools/delay_proxy.py in front of the database."""
-
-    name = "delay-proxy"
-
-    def __init__(self, workdir: Path, target_port: int, delay_ms: float) -> None:
-        super().__init__(workdir)
-        self.target_port = target_port
-        self.delay_ms = delay_ms
-
-    def command(self) -> list[str]:
-        return [
-            sys.executable,
-            str(ROOT / "devtools" / "delay_proxy.py"),
-            f"--listen=127.0.0.1:{self.port}",
-            f"--target=127.0.0.1:{self.target_port}",
-            f"--delay-ms={self.delay_ms}",
-        ]
+SUMMARY_FIELDS = ("bracket", "category", "riskLevel", "yesCount", "itemCount", "nextAction",
+                  "nextDueAt", "completedAt")  # fmt: skip
+QUESTION_TEXT = (
+    "Pertanyaan {k} dari 10: Apakah anak dapat berjalan sendiri tanpa berpegangan, "
+    "setidaknya lima langkah, tanpa jatuh? Jawab YA atau TIDAK."
+)
+INBOUND_WORDS = ["ya", "tidak", "1", "halo", "ya", "ya", "menu", "2", "bantuan", "ya"]
 
 
-def seed(base: str) -> dict[str, str]:
-    """A parent with one screened child and a health worker; return their auth headers."""
-    parent = http("POST", base + "/api/v1/chat/start", {"phoneNumber": "081900000001"}).json()[
-        "token"
-    ]
-    auth = {"Authorization": f"Bearer {parent}"}
-    for n, text in enumerate(
-        ["halo", "ya", "1", "Budi", "01-01-2025", "1", "38", "ya"] + ["ya"] * 10
-    ):
-        reply = http(
-            "POST", base + "/api/v1/chat/messages", {"text": text, "clientMessageId": f"b{n}"}, auth
+def message_pairs(user_ids: list[Any], count: int, start: datetime, span: timedelta, tag: str):
+    """`count` documents of the service's shape: inbound (handled) + its reply (delivered)."""
+    rng = random.Random(tag)  # noqa: S311 -- synthetic data, not security
+    docs = []
+    n = 0
+    while len(docs) < count:
+        user_id = user_ids[n % len(user_ids)]
+        at = start + span * rng.random()
+        inbound_id = ObjectId()
+        docs.append(
+            {
+                "_id": inbound_id,
+                "userId": user_id,
+                "direction": "inbound",
+                "text": INBOUND_WORDS[n % len(INBOUND_WORDS)],
+                "clientMessageId": f"{tag}-{n}",
+                "status": "handled",
+                "createdAt": at,
+                "handledAt": at,
+            }
         )
-        assert reply.status == 201, reply.body
-    return auth
+        if len(docs) < count:
+            docs.append(
+                {
+                    "userId": user_id,
+                    "direction": "outbound",
+                    "text": QUESTION_TEXT.format(k=n % 10 + 1),
+                    "quickReplies": [
+                        {"label": "Ya", "value": "ya"},
+                        {"label": "Tidak", "value": "tidak"},
+                        {"label": "Kembali", "value": "kembali"},
+                    ],
+                    "replyTo": inbound_id,
+                    "status": "delivered",
+                    "createdAt": at + timedelta(milliseconds=1),
+                    "sentAt": at + timedelta(milliseconds=1),
+                    "deliveredAt": at + timedelta(seconds=2),
+                }
+            )
+        n += 1
+    return docs
+
+
+def grow_messages(db: Any, target: int, tag: str) -> int:
+    """Insert messages of many other users until the collection holds `target`."""
+    missing = target - db["messages"].count_documents({})
+    if missing <= 0:
+        return db["messages"].count_documents({})
+    others = [ObjectId() for _ in range(max(10, missing // 40))]
+    now = datetime.now(UTC)
+    docs = message_pairs(others, missing, now - timedelta(days=90), timedelta(days=89), tag)
+    for i in range(0, len(docs), 1000):
+        db["messages"].insert_many(docs[i : i + 1000], ordered=False)
+    return db["messages"].count_documents({})
+
+
+def reset_messages(db: Any, users: list[User], first_size: int) -> None:
+    """The stage at `first_size` messages: drop the set-up conversations' messages (their
+    sessions, children and questionnaires stay), give the readers a history longer than
+    a page, and fill up with other users' messages."""
+    db["messages"].delete_many({"userId": {"$in": [ObjectId(u.id) for u in users]}})
+    readers = [ObjectId(u.id) for u in users[:READERS]]
+    now = datetime.now(UTC)
+    docs = message_pairs(
+        readers,
+        len(readers) * READER_HISTORY,
+        now - timedelta(days=3),
+        timedelta(days=2),
+        "history",
+    )
+    db["messages"].insert_many(docs, ordered=False)
+    grow_messages(db, first_size, "seed-a")
+
+
+# --- targets ---------------------------------------------------------------------------------
+class ChatTargets:
+    """Answer turns ("1": yes to a question, or "screen again" at the menu) round-robin over
+    the users, each with a fresh clientMessageId; every `dup_every`-th resends the id of
+    the same user's message two rounds earlier (a client retry)."""
+
+    def __init__(self, base: str, users: list[User], dup_every: int) -> None:
+        self.url = base + "/api/v1/chat/messages"
+        self.users = users
+        self.dup_every = dup_every
+        self.batches = 0
+
+    def make(self, count: int) -> list[dict[str, Any]]:
+        self.batches += 1
+        lines = []
+        for i in range(count):
+            user = self.users[i % len(self.users)]
+            earlier = i - 2 * len(self.users)
+            n = earlier if self.dup_every and i % self.dup_every == 0 and earlier >= 0 else i
+            body = {"text": "1", "clientMessageId": f"b{self.batches}-{n}"}
+            lines.append(target("POST", self.url, user.token, body))
+        return lines
+
+
+def get_targets(base: str, users: list[User], path: Callable[[User], str], count: int):
+    return [
+        target("GET", base + path(users[i % len(users)]), users[i % len(users)].token)
+        for i in range(count)
+    ]
+
+
+# --- the database's own limit ------------------------------------------------------------------
+# Commands of a recorded turn that are not the turn's own work.
+NOT_TURN = {"hello", "ismaster", "isMaster", "ping", "endSessions", "buildInfo", "getMore",
+            "killCursors", "saslStart", "saslContinue", "createIndexes", "listIndexes"}  # fmt: skip
+# Driver bookkeeping in a recorded command, dropped before it is sent again.
+DRIVER_KEYS = {"lsid", "$db", "$clusterTime", "txnNumber", "$readPreference", "autocommit"}
+
+
+class _Recorder(monitoring.CommandListener):
+    """PyMongo command monitoring: keeps the commands started while `on`."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.commands: list[tuple[str, dict[str, Any]]] = []
+
+    def started(self, event: Any) -> None:
+        if self.on and event.command_name not in NOT_TURN:
+            command = {k: v for k, v in event.command.items() if k not in DRIVER_KEYS}
+            self.commands.append((event.command_name, copy.deepcopy(command)))
+
+    def succeeded(self, event: Any) -> None:
+        pass
+
+    def failed(self, event: Any) -> None:
+        pass
+
+
+def record_answer_turn(stack: Stack) -> tuple[list[tuple[str, dict[str, Any]]], str]:
+    """The database commands of one answer turn (warm caches), recorded from the service's
+    own code: an in-process app on the same database answers a user of its own."""
+    from chatbot import create_app
+    from chatbot.settings import Settings
+
+    recorder = _Recorder()
+    monitoring.register(recorder)  # clients made from now on: the app's, made on first use
+    env = {**stack.app_env(), "INSTANCE_ID": "bench-recorder", "REDIS_KEY_PREFIX": "bench-rec:"}
+    client = create_app(Settings.from_env(env)).test_client()
+    phone = f"0818{random.randrange(10**8):08d}"  # noqa: S311 -- a test number
+    start = client.post("/api/v1/chat/start", json={"phoneNumber": phone})
+    assert start.status_code == 201, start.get_json()
+    auth = {"Authorization": f"Bearer {start.get_json()['token']}"}
+
+    def say(text: str, cmid: str) -> dict[str, Any]:
+        reply = client.post(
+            "/api/v1/chat/messages", json={"text": text, "clientMessageId": cmid}, headers=auth
+        )
+        assert reply.status_code == 201, reply.get_json()
+        return reply.get_json()
+
+    for k, text in enumerate([*SETUP_TURNS, "1", "1"]):  # two answers: every cache warm
+        say({"{name}": "Rekam", "{born}": born_months_ago(22)}.get(text, text), f"rec-{k}")
+    recorder.on = True
+    turn = say("1", "rec-answer")
+    recorder.on = False
+    assert turn["step"] == "question", turn["step"]
+    return recorder.commands, "rec-answer"
+
+
+def _object_ids(value: Any, found: set) -> set:
+    if isinstance(value, ObjectId):
+        found.add(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _object_ids(v, found)
+    elif isinstance(value, list):
+        for v in value:
+            _object_ids(v, found)
+    return found
+
+
+def remap(value: Any, ids: dict, strings: dict[str, str]) -> Any:
+    """`value` with its ObjectIds and strings replaced as the two maps say."""
+    if isinstance(value, dict):
+        return {k: remap(v, ids, strings) for k, v in value.items()}
+    if isinstance(value, list):
+        return [remap(v, ids, strings) for v in value]
+    if isinstance(value, str):
+        return strings.get(value, value)
+    if isinstance(value, ObjectId):
+        return ids.get(value, value)
+    return value
+
+
+def inserted_ids(commands: list[tuple[str, dict[str, Any]]]) -> set:
+    return {
+        doc["_id"]
+        for name, command in commands
+        if name == "insert"
+        for doc in command.get("documents", [])
+        if "_id" in doc
+    }
+
+
+def clone_entities(db: Any, commands: list[tuple[str, dict[str, Any]]], count: int) -> list[dict]:
+    """For each of `count` threads, its own copy of every document the turn refers to (the
+    user, the questionnaire ...): {template id: the copy's id}."""
+    from pymongo.errors import DuplicateKeyError
+
+    entities = _object_ids([c for _, c in commands], set()) - inserted_ids(commands)
+    collections = db.list_collection_names()
+    originals = []
+    for entity in entities:
+        for name in collections:
+            doc = db[name].find_one({"_id": entity})
+            if doc is not None:
+                originals.append((name, doc))
+    maps = []
+    for n in range(count):
+        ids = {e: ObjectId() for e in entities}
+        strings = {str(e): str(new) for e, new in ids.items()}
+        for name, doc in originals:
+            copy_ = remap(doc, ids, strings)
+            if "phoneNumber" in copy_:  # unique
+                copy_["phoneNumber"] = f"+6289{n:08d}"
+            with contextlib.suppress(DuplicateKeyError):
+                db[name].insert_one(copy_)
+        maps.append(ids)
+    return maps
+
+
+def replay_turns(
+    uri: str,
+    db_name: str,
+    commands: list[tuple[str, dict[str, Any]]],
+    cmid: str,
+    maps: list[dict],
+    seconds: float,
+) -> tuple[int, int, float]:
+    """One process: a thread per map, each sending the recorded turn's commands back to back
+    (fresh ids and clientMessageId every turn). Returns (turns, failed commands, seconds)."""
+    import pymongo
+
+    client = pymongo.MongoClient(uri, maxPoolSize=len(maps) + 4)
+    db = client[db_name]
+    db.command("ping")
+    fresh = inserted_ids(commands)
+    counts = [0] * len(maps)
+    failures = [0] * len(maps)
+    deadline = time.monotonic() + seconds
+
+    def run(k: int, ids: dict) -> None:
+        strings = {str(e): str(new) for e, new in ids.items()}
+        while time.monotonic() < deadline:
+            turn_ids = {**ids, **{i: ObjectId() for i in fresh}}
+            turn_strings = {**strings, cmid: f"db-{os.getpid()}-{k}-{counts[k]}"}
+            for _, command in commands:
+                try:
+                    result = db.command(remap(command, turn_ids, turn_strings))
+                    failures[k] += bool(result.get("writeErrors"))
+                except pymongo.errors.PyMongoError:
+                    failures[k] += 1
+            counts[k] += 1
+
+    threads = [threading.Thread(target=run, args=(k, m)) for k, m in enumerate(maps)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    client.close()
+    return sum(counts), sum(failures), elapsed
+
+
+def db_only_rate(stack: Stack, seconds: float) -> dict[str, Any]:
+    """Answer turns/s when only the database works: the commands of a recorded answer turn,
+    sent by INSTANCES x WORKERS processes of THREADS threads each (the service's own
+    concurrency), without HTTP, Flask, Redis or the engine."""
+    commands, cmid = record_answer_turn(stack)
+    shape = ", ".join(f"{name} {command.get(name)}" for name, command in commands)
+    processes = INSTANCES * WORKERS
+    with stack.client() as client:
+        maps = clone_entities(client[stack.db_name], commands, processes * THREADS)
+    groups = [maps[i::processes] for i in range(processes)]
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(processes) as pool:
+        runs = pool.starmap(
+            replay_turns,
+            [(stack.mongo_uri, stack.db_name, commands, cmid, g, seconds) for g in groups],
+        )
+    # Each process times its own threads (start-up excluded); the processes overlap.
+    return {
+        "turns_per_s": round(sum(turns / elapsed for turns, _, elapsed in runs), 1),
+        "concurrency": len(maps),
+        "commands_per_turn": len(commands),
+        "commands": shape,
+        "failed_commands": sum(failed for _, failed, _ in runs),
+    }
+
+
+# --- the run ---------------------------------------------------------------------------------
+class Bench:
+    def __init__(self, cfg: Config, stack: Stack, workdir: Path) -> None:
+        self.cfg = cfg
+        self.stack = stack
+        self.vegeta = Vegeta(workdir, stack.app_logs)
+        self.users: list[User] = []
+        self.chat: ChatTargets | None = None
+        self.results: dict[str, Any] = {}
+        self.chat_steps: list[Step] = []
+        self.all_chat: list[Step] = []  # every chat step (probes too), for the lost/dup check
+
+    def db(self) -> Any:
+        return self.client[self.stack.db_name]
+
+    def run(self) -> None:
+        cfg = self.cfg
+        base = self.stack.url
+        self.client = self.stack.client()
+        t0 = time.monotonic()
+        print(f"setting up {cfg.users} users through the API ...", flush=True)
+        self.users = setup_users(base, cfg.users)
+        seed_results(self.db(), self.users)
+        self.chat = ChatTargets(base, self.users, cfg.dup_every)
+        print(f"  done in {time.monotonic() - t0:.0f} s\n", flush=True)
+
+        # 1. Hot paths at the two sizes, side by side.
+        reset_messages(self.db(), self.users, cfg.sizes[0])
+        probes = {}
+        for size in cfg.sizes:
+            count = grow_messages(self.db(), size, f"seed-{size}")
+            probes[size] = self.probe(count)
+        self.results["probes"] = {
+            str(size): {path: step.summary() for path, step in steps.items()}
+            for size, steps in probes.items()
+        }
+        self.print_probes(probes)
+
+        # 2. Capacity of /livez and the GETs at rising rates.
+        caps = self.capacities()
+
+        # 3. The database's own limit for the same operations.
+        print("\ndatabase only: a recorded answer turn's commands, replayed with PyMongo ...")
+        db_only = self.results["db_only"] = db_only_rate(self.stack, cfg.db_seconds)
+        db_rate = db_only["turns_per_s"]
+        print(
+            f"  {db_rate:.0f} turns/s at {db_only['concurrency']} threads;"
+            f" {db_only['commands_per_turn']} commands per turn: {db_only['commands']}"
+            + (f"; {db_only['failed_commands']} FAILED" if db_only["failed_commands"] else ""),
+            flush=True,
+        )
+
+        # 4. Chat turns at rising rates until it breaks.
+        self.chat_ladder()
+
+        # 5. Nothing lost, nothing twice.
+        integrity = self.check_integrity()
+        self.results["integrity"] = integrity
+        with self.client:
+            self.results["messages_at_end"] = self.db()["messages"].count_documents({})
+        self.results["goals"] = goals(self.results, caps, db_rate, self.chat_steps, probes)
+        print_goals(self.results["goals"])
+
+    # -- side by side -------------------------------------------------------------------------
+    def probe(self, stored: int) -> dict[str, Step]:
+        cfg = self.cfg
+        base = self.stack.url
+        n = int(cfg.probe_rate * cfg.probe_seconds) + cfg.probe_rate
+        readers = self.users[:READERS]
+        paths = {
+            "child summary": get_targets(
+                base, self.users, lambda u: f"/api/v1/children/{u.child_id}", n
+            ),
+            "children list": get_targets(base, self.users, lambda u: "/api/v1/children", n),
+            "first history page": get_targets(
+                base, readers, lambda u: "/api/v1/chat/messages?limit=50", n
+            ),
+        }
+        steps = {}
+        print(f"hot paths at {stored:,} stored messages ({cfg.probe_rate}/s):", flush=True)
+        for path, targets in paths.items():
+            self.warm(targets)
+            steps[path] = self.vegeta.attack(path, targets, cfg.probe_rate, cfg.probe_seconds)
+        # Last: it adds messages.
+        assert self.chat is not None
+        step = self.vegeta.attack(
+            "chat turn", self.chat.make(n), cfg.probe_rate, cfg.probe_seconds, keep_bodies=True
+        )
+        self.all_chat.append(step)
+        steps["chat turn"] = step
+        steps = {k: steps[k] for k in ("chat turn", "child summary", "children list",
+                                       "first history page")}  # fmt: skip
+        for path, step in steps.items():
+            print(
+                f"  {path:<20} p50 {fmt_ms(step.p(50)):>6} ms  p99 {fmt_ms(step.p(99)):>6} ms"
+                f"  errors {step.error_summary()}",
+                flush=True,
+            )
+        return steps
+
+    def warm(self, targets: list[dict[str, Any]]) -> None:
+        """A few requests first, so no measurement pays for first connections."""
+        self.vegeta.attack("warm-up", targets[:20], 40, 0.5)
+
+    def print_probes(self, probes: dict[int, dict[str, Step]]) -> None:
+        small, large = self.cfg.sizes
+        print(f"\nside by side: p50 (p99) in ms at {small:,} and {large:,} stored messages")
+        print(f"  {'hot path':<20} {small:>16,} {large:>16,}   p50 ratio")
+        for path in probes[small]:
+            a, b = probes[small][path], probes[large][path]
+            ratio = (b.p(50) or 0) / (a.p(50) or 1)
+            print(
+                f"  {path:<20} {fmt_ms(a.p(50)):>7} ({fmt_ms(a.p(99)):>6})"
+                f" {fmt_ms(b.p(50)):>7} ({fmt_ms(b.p(99)):>6})   {ratio:5.2f}x"
+            )
+
+    # -- capacities ---------------------------------------------------------------------------
+    def ladder(
+        self, name: str, make: Callable[[int], list[dict]], rates: list[int], max_rate: int,
+        seconds: float, keep_bodies: bool = False, warm: bool = True,
+    ) -> list[Step]:  # fmt: skip
+        """Rising rates (doubling past `rates`) until one is not served without error.
+
+        When the first rate already fails, halve it (up to 3 times) to find one that works.
+        """
+        steps: list[Step] = []
+        queue = list(rates)
+        if warm:
+            self.warm(make(20))
+        while queue:
+            rate = queue.pop(0)
+            step = self.vegeta.attack(
+                name, make(int(rate * seconds) + rate), rate, seconds, keep_bodies
+            )
+            steps.append(step)
+            print_step(step)
+            measured = {s.offered for s in steps}
+            if step.clean:
+                if not queue and rate * 2 <= max_rate and rate * 2 not in measured:
+                    queue.append(rate * 2)
+            elif not any(s.clean for s in steps) and rate >= 2 and len(steps) < 4:
+                queue = [rate // 2]  # broken from the start: look lower
+            else:
+                break
+            time.sleep(self.cfg.pause)  # let queues drain before the next rate
+        steps.sort(key=lambda s: s.offered)
+        return steps
+
+    def capacities(self) -> dict[str, float]:
+        cfg = self.cfg
+        base = self.stack.url
+        readers = self.users[:READERS]
+        routes: dict[str, Callable[[int], list[dict]]] = {
+            "/livez": lambda n: [target("GET", base + "/livez", "")] * n,
+            "child summary": lambda n: get_targets(
+                base, self.users, lambda u: f"/api/v1/children/{u.child_id}", n
+            ),
+            "children list": lambda n: get_targets(
+                base, self.users, lambda u: "/api/v1/children", n
+            ),
+            "first history page": lambda n: get_targets(
+                base, readers, lambda u: "/api/v1/chat/messages?limit=50", n
+            ),
+        }
+        caps: dict[str, float] = {}
+        self.results["capacity"] = {}
+        print(f"\ncapacity: GETs at rising rates, {cfg.get_seconds:g} s each", flush=True)
+        print_step_header()
+        for name, make in routes.items():
+            rates = cfg.get_rates if name != "/livez" else [r * 4 for r in cfg.get_rates]
+            steps = self.ladder(name, make, rates, cfg.get_max_rate, cfg.get_seconds)
+            caps[name] = max(s.achieved for s in steps)
+            self.results["capacity"][name] = {
+                "peak_achieved": round(caps[name], 1),
+                "highest_clean": max((s.offered for s in steps if s.clean), default=0),
+                "steps": [s.summary() for s in steps],
+            }
+        print("\n  peak achieved rate (2xx/s), and the ratio to /livez:")
+        for name, cap in caps.items():
+            print(f"    {name:<20} {cap:8.0f} /s   {cap / (caps['/livez'] or 1):6.3f}x")
+        return caps
+
+    # -- chat turns ---------------------------------------------------------------------------
+    def chat_ladder(self) -> None:
+        cfg = self.cfg
+        assert self.chat is not None
+        print(
+            f"\nchat turns at rising rates, {cfg.users} users, {cfg.seconds:g} s each"
+            f" (1 in {cfg.dup_every} resends an earlier clientMessageId)",
+            flush=True,
+        )
+        print_step_header()
+        steps = self.ladder(
+            "chat turn", self.chat.make, cfg.rates, cfg.max_rate, cfg.seconds,
+            keep_bodies=True, warm=False,
+        )  # fmt: skip
+        # Goals are read at twice the highest rate served without error: run it if missing
+        # (when --rates skipped it), and on while that one is clean too.
+        for _ in range(4):
+            clean = [s.offered for s in steps if s.clean]
+            if not clean or 2 * max(clean) in {s.offered for s in steps}:
+                break
+            rate = int(2 * max(clean))
+            time.sleep(self.cfg.pause)
+            step = self.vegeta.attack(
+                "chat turn", self.chat.make(int(rate * cfg.seconds) + rate), rate, cfg.seconds,
+                keep_bodies=True,
+            )  # fmt: skip
+            print_step(step)
+            steps.append(step)
+        self.chat_steps = sorted(steps, key=lambda s: s.offered)
+        self.all_chat += steps
+        self.results["chat"] = [s.summary() for s in self.chat_steps]
+
+    # -- nothing lost, nothing twice ------------------------------------------------------------
+    def check_integrity(self) -> dict[str, Any]:
+        """Every accepted message (201, or 200 for a resend) is stored once and answered by
+        exactly one processing; a resend gets the first answer's message and replies."""
+        time.sleep(1)
+        first: dict[str, dict] = {}  # clientMessageId -> the body of its 201
+        created: Counter = Counter()
+        for step in self.all_chat:
+            for code, body in step.bodies:
+                if code == 201:
+                    created[body["message"]["clientMessageId"]] += 1
+                    first.setdefault(body["message"]["clientMessageId"], body)
+        resends = resend_mismatch = 0
+        for step in self.all_chat:
+            for code, body in step.bodies:
+                original = first.get(body["message"]["clientMessageId"]) if code == 200 else None
+                resends += code == 200
+                if original is not None and (
+                    original["message"]["id"] != body["message"]["id"]
+                    or [r["id"] for r in original["replies"]] != [r["id"] for r in body["replies"]]
+                ):
+                    resend_mismatch += 1
+        accepted = {b["message"]["clientMessageId"] for s in self.all_chat for _, b in s.bodies}
+
+        col = self.db()["messages"]
+        users = {"$in": [ObjectId(u.id) for u in self.users]}
+        inbound = defaultdict(list)
+        for doc in col.find({"userId": users, "direction": "inbound"}, {"clientMessageId": 1}):
+            inbound[doc["clientMessageId"]].append(doc)
+        replies = defaultdict(list)
+        for doc in col.find(
+            {"userId": users, "direction": "outbound", "status": {"$ne": "failed"}},
+            {"replyTo": 1, "createdAt": 1},
+        ):
+            replies[doc["replyTo"]].append(doc["createdAt"])
+        lost, stored_twice, processed_twice = [], [], []
+        for key in accepted:
+            docs = inbound.get(key, [])
+            stamps = sorted(replies.get(docs[0]["_id"], [])) if docs else []
+            if not stamps:  # no inbound message, or no reply to it
+                lost.append(key)
+                continue
+            if len(docs) > 1:
+                stored_twice.append(key)
+            # One processing stores its replies 1 ms apart (now + 1, + 2 ... ms): any other
+            # gap between a message's replies means a second processing answered it too.
+            gaps = {round((b - a).total_seconds() * 1000) for a, b in itertools.pairwise(stamps)}
+            if gaps - {1}:
+                processed_twice.append(key)
+        unanswered = sum(1 for docs in inbound.values() for d in docs if not replies.get(d["_id"]))
+        created_twice = [k for k, n in created.items() if n > 1]
+        result = {
+            "accepted": len(accepted),
+            "resends_answered_200": resends,
+            "lost": len(lost),
+            "lost_examples": lost[:5],
+            "duplicated": len(stored_twice)
+            + len(processed_twice)
+            + len(created_twice)
+            + resend_mismatch,
+            "stored_twice": len(stored_twice),
+            "processed_twice": len(processed_twice),
+            "processed_twice_examples": processed_twice[:5],
+            "created_twice": len(created_twice),
+            "resend_with_other_replies": resend_mismatch,
+            "inbound_without_reply": unanswered,
+        }
+        print(
+            f"\nafter the run: {len(accepted)} accepted messages checked in the database"
+            f" ({resends} resends answered 200): lost {len(lost)}, duplicated"
+            f" {result['duplicated']} (stored twice {len(stored_twice)}, processed twice"
+            f" {len(processed_twice)}, 201 twice {len(created_twice)}, resend with other"
+            f" replies {resend_mismatch}). Stored but never answered (refused or failed"
+            f" turns: a retry with the same id answers them): {unanswered}",
+            flush=True,
+        )
+        return result
+
+
+def print_step_header() -> None:
+    print(
+        f"  {'route':<20} {'offered':>7} {'achieved':>8} {'p50 ms':>7} {'p99 ms':>7}"
+        f" {'refused':>8} {'locks':>5}  errors by status"
+    )
+
+
+def print_step(step: Step) -> None:
+    refused = f"{100 * step.refused / step.sent:.1f}%" if step.sent else "-"
+    print(
+        f"  {step.label:<20} {step.offered:>7g} {step.achieved:>8.1f} {fmt_ms(step.p(50)):>7}"
+        f" {fmt_ms(step.p(99)):>7} {refused:>8} {step.lock_expiries:>5}  {step.error_summary()}"
+        + ("" if step.clean else "  (not clean)")
+        + (f"  [generator lag p99 {step.send_lag_ms:.0f} ms]" if step.send_lag_ms > 50 else "")
+        + (f"  [{step.log_errors} error lines in the logs]" if step.log_errors else ""),
+        flush=True,
+    )
+
+
+# --- goals -----------------------------------------------------------------------------------
+def goals(
+    results: dict[str, Any],
+    caps: dict[str, float],
+    db_rate: float,
+    chat_steps: list[Step],
+    probes: dict[int, dict[str, Step]],
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, value: str, target: str, ok: bool | None, note: str = "") -> None:
+        rows.append({"goal": name, "measured": value, "target": target, "pass": ok, "note": note})
+
+    livez = caps.get("/livez") or 1
+    chat_peak = max((s.achieved for s in chat_steps), default=0.0)
+    results["chat_peak_achieved"] = round(chat_peak, 1)
+    add("chat turn vs /livez (peak req/s)", f"{chat_peak / livez:.3f}x "
+        f"({chat_peak:.0f} / {livez:.0f})", ">= 0.3x", chat_peak / livez >= 0.3)  # fmt: skip
+    add("chat turn vs database only", f"{chat_peak / (db_rate or 1):.2f}x "
+        f"({chat_peak:.0f} / {db_rate:.0f})", ">= 0.5x", chat_peak >= 0.5 * db_rate)  # fmt: skip
+    for name in ("first history page", "child summary"):
+        ratio = caps[name] / livez
+        add(f"{name} vs /livez", f"{ratio:.3f}x ({caps[name]:.0f} / {livez:.0f})", ">= 0.5x",
+            ratio >= 0.5)  # fmt: skip
+    small, large = sorted(probes)
+    for path in probes[small]:
+        a, b = probes[small][path].p(50), probes[large][path].p(50)
+        if a is None or b is None:
+            add(f"{path}: p50 at {large:,} vs {small:,}", "no answers", "<= 1.3x", False)
+            continue
+        add(f"{path}: p50 at {large:,} vs {small:,}",
+            f"{b / a:.2f}x ({fmt_ms(b)} / {fmt_ms(a)} ms)", "<= 1.3x", b <= 1.3 * a)  # fmt: skip
+
+    clean = [s for s in chat_steps if s.clean]
+    best = max((s.offered for s in clean), default=None)
+    at = next((s for s in chat_steps if best and s.offered == 2 * best), None)
+    if at is None:
+        why = "no chat rate was served without error" if best is None else "not measured"
+        add("at twice the highest clean rate", why, "measured", False)
+    else:
+        where = f"at {at.offered:g}/s (2 x {best:g}/s)"
+        p99 = at.p(99)
+        add(f"accepted p99 {where}", f"{fmt_ms(p99)} ms", "<= 1000 ms",
+            p99 is not None and p99 <= 1000)  # fmt: skip
+        rp99 = at.p(99, at.refused_ms)
+        add(f"refused p99 {where}",
+            f"{fmt_ms(rp99)} ms ({at.refused} refused, {100 * at.refused / at.sent:.1f}%)",
+            "<= 100 ms", rp99 is None or rp99 <= 100,
+            "none refused at this rate" if not at.refused else "")  # fmt: skip
+        add(f"lock expiries {where}", str(at.lock_expiries), "0", at.lock_expiries == 0)
+        bad_5xx = sum(n for c, n in at.codes.items() if c >= 500 and c != 503)
+        bad_5xx += at.refused_no_retry_after
+        other = at.error_summary()
+        add(f"5xx other than 503 + Retry-After {where}", f"{bad_5xx} (errors: {other})", "0",
+            bad_5xx == 0)  # fmt: skip
+    integrity = results["integrity"]
+    add("lost (whole run)", str(integrity["lost"]), "0", integrity["lost"] == 0)
+    add("duplicated (whole run)", str(integrity["duplicated"]), "0", integrity["duplicated"] == 0)
+    return rows
+
+
+def print_goals(rows: list[dict[str, Any]]) -> None:
+    print("\ngoals (ratios from this one run):")
+    for row in rows:
+        verdict = "PASS" if row["pass"] else "MISS"
+        note = f"  ({row['note']})" if row["note"] else ""
+        print(f"  {verdict}  {row['goal']:<58} {row['measured']:<34} {row['target']}{note}")
+    passed = sum(1 for r in rows if r["pass"])
+    print(f"  {passed} of {len(rows)} goals met")
+
+
+# --- docs and plot ----------------------------------------------------------------------------
+BEGIN, END = "<!-- bench:begin (written by devtools/bench.py) -->", "<!-- bench:end -->"
+
+
+def write_docs(results: dict[str, Any], cfg: Config) -> None:
+    lines = [BEGIN, ""]
+    lines.append(
+        f"Run of {results['date']} on this machine ({os.cpu_count()} cores), "
+        f"`{results['command']}`, {results['minutes']:.1f} minutes"
+        + (" — **a `--quick` smoke run, not a measurement**" if cfg.quick else "")
+        + "."
+    )
+    lines += ["", "### Goals", "", "| | goal | measured | target |", "|---|---|---|---|"]
+    for row in results["goals"]:
+        verdict = "PASS" if row["pass"] else "**MISS**"
+        note = f" ({row['note']})" if row["note"] else ""
+        lines.append(f"| {verdict} | {row['goal']} | {row['measured']}{note} | {row['target']} |")
+    small, large = (str(s) for s in cfg.sizes)
+    lines += [
+        "",
+        f"### Hot paths at {int(small):,} and {int(large):,} stored messages "
+        f"({cfg.probe_rate}/s, {cfg.probe_seconds:g} s each)",
+        "",
+        f"| hot path | p50 at {int(small):,} | p50 at {int(large):,} | ratio "
+        f"| p99 at {int(small):,} | p99 at {int(large):,} |",
+        "|---|---|---|---|---|---|",
+    ]
+    for path, a in results["probes"][small].items():
+        b = results["probes"][large][path]
+        ratio = (b["p50_ms"] or 0) / (a["p50_ms"] or 1)
+        lines.append(
+            f"| {path} | {fmt_ms(a['p50_ms'])} ms | {fmt_ms(b['p50_ms'])} ms | {ratio:.2f}x "
+            f"| {fmt_ms(a['p99_ms'])} ms | {fmt_ms(b['p99_ms'])} ms |"
+        )
+    lines += [
+        "",
+        f"### Chat turns at rising rates ({cfg.users} users, {cfg.seconds:g} s per rate)",
+        "",
+        "| offered /s | achieved /s | p50 ms | p99 ms | refused (503) | lock expiries "
+        "| errors by status | clean |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in results["chat"]:
+        share = f"{100 * s['refused'] / s['sent']:.1f}%" if s["sent"] else "-"
+        errors = " ".join(
+            [f"{c}: {n}" for c, n in s["codes"].items() if not c.startswith("2")]
+            + [f"{k}: {n}" for k, n in s["transport_errors"].items()]
+        )
+        lines.append(
+            f"| {s['offered']:g} | {s['achieved']:.1f} | {fmt_ms(s['p50_ms'])} "
+            f"| {fmt_ms(s['p99_ms'])} | {share} | {s['lock_expiries']} | {errors or '-'} "
+            f"| {'yes' if s['clean'] else 'no'} |"
+        )
+    integ = results["integrity"]
+    lines += [
+        "",
+        f"After the run: {integ['accepted']} accepted messages checked in the database "
+        f"({integ['resends_answered_200']} of them resends answered 200): **lost "
+        f"{integ['lost']}, duplicated {integ['duplicated']}** (stored twice "
+        f"{integ['stored_twice']}, processed twice {integ['processed_twice']}, resend with "
+        f"other replies {integ['resend_with_other_replies']}).",
+        "",
+        f"### Capacity ({cfg.get_seconds:g} s per rate) and the database's own limit",
+        "",
+        "| route | peak achieved /s | highest clean rate /s | ratio to /livez |",
+        "|---|---|---|---|",
+    ]
+    livez = results["capacity"]["/livez"]["peak_achieved"] or 1
+    for name, cap in results["capacity"].items():
+        lines.append(
+            f"| {name} | {cap['peak_achieved']:.0f} | {cap['highest_clean']:g} "
+            f"| {cap['peak_achieved'] / livez:.3f}x |"
+        )
+    lines.append(
+        f"| chat turn | {results['chat_peak_achieved']:.0f} | "
+        f"{max((s['offered'] for s in results['chat'] if s['clean']), default=0):g} "
+        f"| {results['chat_peak_achieved'] / livez:.3f}x |"
+    )
+    db = results["db_only"]
+    lines += [
+        "",
+        f"Database only (a recorded answer turn's {db['commands_per_turn']} commands —"
+        f" {db['commands']} — replayed with PyMongo by {db['concurrency']} threads):"
+        f" **{db['turns_per_s']:.0f} turns/s**.",
+        "",
+        f"![latency and achieved rate against the offered rate]({PLOT.name})",
+        "",
+        END,
+    ]
+    section = "\n".join(lines)
+    text = DOCS.read_text() if DOCS.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    DOCS.write_text(text)
+    print(f"\nwrote {os.path.relpath(DOCS, ROOT)}")
+
+
+def write_plot(results: dict[str, Any]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is missing (devtools/bench_setup.sh installs it): no plot")
+        return
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    chat = results["chat"]
+    offered = [s["offered"] for s in chat]
+    broken = [s for s in chat if not s["clean"]]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    left.plot(offered, [s["p50_ms"] for s in chat], "o-", label="p50 (accepted)")
+    left.plot(offered, [s["p99_ms"] for s in chat], "s-", label="p99 (accepted)")
+    left.axhline(1000, color="grey", linestyle=":", label="1 s")
+    left.set_yscale("log")
+    left.set_ylabel("latency from the intended send time, ms")
+    left.set_title("chat turn latency")
+    right.plot(offered, [s["achieved"] for s in chat], "o-", label="achieved (2xx/s)")
+    right.plot(offered, offered, ":", color="grey", label="offered")
+    right.set_yscale("log")
+    right.set_ylabel("turns /s")
+    right.set_title("achieved vs offered")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(offered))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.set_xlabel("offered chat turns /s")
+        for s in broken:
+            ax.axvspan(s["offered"] / 1.15, s["offered"] * 1.15, color="red", alpha=0.08)
+        ax.legend(title="red: not served without error" if broken else None)
+    fig.suptitle(f"chatbot, nginx -> 2 instances, {results['date']}")
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=90)
+    plt.close(fig)
+    print(f"wrote {os.path.relpath(PLOT, ROOT)}")
+
+
+# --- main --------------------------------------------------------------------------------------
+def parse_args() -> tuple[Config, argparse.Namespace]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny smoke run (< 1 minute)")
+    parser.add_argument("--rates", help="chat-turn rates per second, e.g. 25,50,100,200,400")
+    parser.add_argument("--seconds", type=float, help="seconds per chat-turn rate")
+    parser.add_argument("--get-seconds", type=float, help="seconds per GET rate")
+    parser.add_argument("--users", type=int)
+    parser.add_argument("--sizes", help="the two message counts compared, e.g. 1000,50000")
+    parser.add_argument(
+        "--docs",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write docs/benchmarks.md and the plot (default: yes, except with --quick)",
+    )
+    args = parser.parse_args()
+    cfg = quick_config() if args.quick else Config()
+    if args.rates:
+        cfg.rates = [int(r) for r in args.rates.split(",")]
+        cfg.max_rate = max(cfg.max_rate, max(cfg.rates))
+    if args.seconds:
+        cfg.seconds = args.seconds
+    if args.get_seconds:
+        cfg.get_seconds = args.get_seconds
+    if args.users:
+        cfg.users = args.users
+    if args.sizes:
+        small, large = (int(s) for s in args.sizes.split(","))
+        cfg.sizes = (small, large)
+    if args.docs is None:
+        args.docs = not cfg.quick
+    return cfg, args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=SECONDS)
-    parser.add_argument("--connections", type=int, default=CONNECTIONS)
-    parser.add_argument("--rounds", type=int, default=ROUNDS)
-    args = parser.parse_args()
+    cfg, args = parse_args()
     # TERM (e.g. a timeout) must still run the clean-up below, or servers outlive the run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is needed: apt-get install wrk")
-
+    if not VEGETA.exists():
+        raise SystemExit("vegeta is needed: bash devtools/bench_setup.sh")
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="chatbot-bench-") as tmp:
-        bench = Bench(Path(tmp), args.seconds, args.connections, args.rounds)
-        started = []
+        stack = Stack(Path(tmp) / "stack")
+        bench = Bench(cfg, stack, Path(tmp))
         try:
-            bench.mongo.start()
-            bench.redis.start()
+            stack.start()
             print(
-                f"wrk -t2 -c{args.connections} -d{args.seconds}s, {args.rounds} interleaved rounds,"
-                " median shown; 2 workers per instance\n"
+                f"nginx -> {INSTANCES} instances x {WORKERS} workers x {THREADS} threads;"
+                f" vegeta {VEGETA.relative_to(ROOT)}, open loop\n",
+                flush=True,
             )
-
-            # 1. Worker type: the same I/O-bound route (token check + 2 MongoDB reads).
-            workers = {
-                "sync, 2 workers": {"GUNICORN_WORKER_CLASS": "sync"},
-                "gthread, 2 workers x 4 threads": {"GUNICORN_THREADS": "4"},
-                "gthread, 2 workers x 8 threads": {"GUNICORN_THREADS": "8"},
-                "gthread, 2 workers x 16 threads": {"GUNICORN_THREADS": "16"},
-            }
-            path = "/api/v1/children"
-            auth = None
-
-            def worker_group(title: str, **extra: str) -> None:
-                """Start one instance per worker type, compare them on `path`, stop them."""
-                nonlocal auth
-                apps = {
-                    label: bench.instance(f"{title[:3]}{n}", **env, **extra)
-                    for n, (label, env) in enumerate(workers.items())
-                }
-                started.extend(apps.values())
-                auth = auth or seed(f"http://127.0.0.1:{next(iter(apps.values())).port}")
-                urls = [
-                    (label, f"http://127.0.0.1:{app.port}{path}", auth)
-                    for label, app in apps.items()
-                ]
-                bench.compare(f"{title}: GET {path}", urls)
-                for app in apps.values():
-                    app.stop()
-
-            worker_group("worker type")
-
-            # 1b. The same with every database reply delayed (as from a far or busy host):
-            # the case threads exist for. The delay is exaggerated on purpose, so that
-            # waiting, not this machine's 2 shared cores, bounds the sync workers.
-            proxy = DelayProxy(bench.root / "proxy", bench.mongo.port, DB_DELAY_MS)
-            proxy.start()
-            started.append(proxy)
-            worker_group(
-                f"worker type, DB {DB_DELAY_MS:g} ms away",
-                MONGO_URI=f"mongodb://127.0.0.1:{proxy.port}/",
-            )
-
-            # 2. nginx in front of two instances vs one instance direct (defaults: gthread x 16).
-            app1, app2 = bench.instance("app1"), bench.instance("app2")
-            started += [app1, app2]
-            nginx = Nginx(bench.root / "nginx", [app1.port, app2.port])
-            nginx.start()
-            started.append(nginx)
-            direct = f"http://127.0.0.1:{app1.port}"
-            for path, headers in [("/livez", {}), ("/api/v1/children", auth), ("/health", {})]:
-                bench.compare(
-                    f"topology: GET {path}",
-                    [
-                        ("one instance, direct", direct + path, headers),
-                        ("nginx -> 2 instances", nginx.url + path, headers),
-                    ],
-                )
-
-            # 3. Compression by Flask-Compress on a large JSON (the OpenAPI document),
-            # asked of an instance directly (through nginx it is a cache hit, see 4).
-            doc = direct + "/api/v1/openapi.json"
-            bench.compare(
-                "compression: GET openapi.json",
-                [
-                    ("identity", doc, {"Accept-Encoding": "identity"}),
-                    ("gzip, level 4", doc, {"Accept-Encoding": "gzip"}),
-                    ("br, level 4", doc, {"Accept-Encoding": "br"}),
-                ],
-            )
-
-            # 4. nginx's response cache for what every user shares.
-            path = "/api/v1/openapi.json"
-            gzip = {"Accept-Encoding": "gzip"}
-            bench.compare(
-                f"nginx cache: GET {path} (gzip)",
-                [
-                    ("one instance, direct", direct + path, gzip),
-                    ("nginx cache hit", nginx.url + path, gzip),
-                ],
-            )
-
-            # 5. Response caching in Redis (flask-caching) for the staff counts.
-            staff = seed_staff(nginx.url, bench.mongo.uri)
-            uncached = bench.instance("stats-uncached", STATS_CACHE_S="0")
-            cached = bench.instance("stats-cached", STATS_CACHE_S="30")
-            started += [uncached, cached]
-            path = "/api/v1/worker/stats"
-            bench.compare(
-                f"cache: GET {path}",
-                [
-                    ("computed every time", f"http://127.0.0.1:{uncached.port}{path}", staff),
-                    (
-                        "flask-caching on Redis, 30 s",
-                        f"http://127.0.0.1:{cached.port}{path}",
-                        staff,
-                    ),
-                ],
-            )
+            bench.run()
+        except BaseException:
+            print("\n--- service logs ---\n" + stack.logs_tail(), file=sys.stderr)
+            raise
         finally:
-            for service in reversed(started):
-                service.stop()
-            bench.redis.stop()
-            bench.mongo.stop()
-        report(bench.rows)
-
-
-def seed_staff(base: str, mongo_uri: str) -> dict[str, str]:
-    """A health worker's headers: register, then grant the role as `grant-role` does."""
-    import pymongo
-
-    token = http("POST", base + "/api/v1/chat/start", {"phoneNumber": "081900000002"}).json()[
-        "token"
-    ]
-    with pymongo.MongoClient(mongo_uri) as client:
-        client["bench"]["users"].update_one(
-            {"phoneNumber": "+6281900000002"}, {"$set": {"role": "health_worker"}}
-        )
-    return {"Authorization": f"Bearer {token}"}
-
-
-def report(rows: list[tuple[str, str, dict[str, float]]]) -> None:
-    print("\nRatios within each group (req/s relative to its first line):")
-    groups: dict[str, list[tuple[str, dict[str, float]]]] = {}
-    for group, label, result in rows:
-        groups.setdefault(group, []).append((label, result))
-    for group, entries in groups.items():
-        base = entries[0][1]["rps"] or 1
-        print(f"  {group}")
-        for label, result in entries:
-            print(f"    {label:<40} {result['rps'] / base:5.2f}x")
-    out = ROOT / "var" / "bench.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps([{"group": g, "label": lab, **r} for g, lab, r in rows], indent=1))
-    print(f"\nraw figures: {out.relative_to(ROOT)}")
+            stack.stop()
+    results = bench.results
+    results["date"] = datetime.now(UTC).strftime("%Y-%m-%d")
+    results["minutes"] = (time.monotonic() - started) / 60
+    results["command"] = (
+        "make bench" if sys.argv[1:] == [] else "devtools/bench.py " + " ".join(sys.argv[1:])
+    )
+    results["config"] = vars(cfg)
+    RAW.parent.mkdir(exist_ok=True)
+    RAW.write_text(json.dumps(results, indent=1, default=str))
+    print(f"\nraw figures: {RAW.relative_to(ROOT)}; {results['minutes']:.1f} minutes")
+    if args.docs:
+        write_docs(results, cfg)
+        write_plot(results)
 
 
 if __name__ == "__main__":
