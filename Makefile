@@ -20,7 +20,7 @@ format: setup
 	.venv/bin/ruff check --fix .
 
 # Open-loop benchmark through nginx and two instances, goals as PASS/MISS; writes
-# docs/benchmarks.md and its plot (about 8 minutes). vegeta and matplotlib come from
+# docs/benchmarks.md and its plot (about 5 minutes). vegeta and matplotlib come from
 # devtools/bench_setup.sh.
 bench:
 	@SETUP_BENCH=1 bash devtools/setup.sh
