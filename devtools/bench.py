@@ -130,6 +130,8 @@ class Step:
     bodies: list[tuple[int, dict]] = field(default_factory=list)  # chat: (status, JSON body)
     lock_expiries: int = 0
     log_errors: int = 0
+    health_polls: int = 0  # chat steps: /health polled every 100 ms during the step
+    health_failed: int = 0  # ...and how many of those polls were not 200
 
     @property
     def ok(self) -> int:
@@ -179,6 +181,8 @@ class Step:
             "send_lag_p99_ms": round(self.send_lag_ms, 1),
             "lock_expiries": self.lock_expiries,
             "log_errors": self.log_errors,
+            "health_polls": self.health_polls,
+            "health_not_200": self.health_failed,
             "clean": self.clean,
         }
 
@@ -228,10 +232,41 @@ def target(method: str, url: str, token: str, body: dict | None = None) -> dict[
     return line
 
 
+class HealthWatch:
+    """Polls /health through nginx every 100 ms while a step runs: does it flap under load?"""
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url
+        self.polls = 0
+        self.failed = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> HealthWatch:
+        if self.url:
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
+        return self
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.1):
+            self.polls += 1
+            if http("GET", self.url, timeout=5).status != 200:  # type: ignore[arg-type]
+                self.failed += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+
+
 class Vegeta:
-    def __init__(self, workdir: Path, logs: Callable[[], list[Path]]) -> None:
+    def __init__(
+        self, workdir: Path, logs: Callable[[], list[Path]], health_url: str | None = None
+    ) -> None:
         self.workdir = workdir
         self.logs = logs
+        self.health_url = health_url
         self.runs = 0
 
     def attack(
@@ -251,19 +286,22 @@ class Vegeta:
             for line in targets:
                 f.write(json.dumps(line) + "\n")
         offsets = {p: p.stat().st_size if p.exists() else 0 for p in self.logs()}
-        subprocess.run(
-            [
-                str(VEGETA), "attack",
-                "-format=json", f"-targets={targets_file}",
-                f"-rate={rate:g}/1s", f"-duration={seconds:g}s",
-                f"-timeout={TIMEOUT_S}s",
-                f"-max-body={-1 if keep_bodies else 0}",
-                "-keepalive=true",
-                f"-output={results_file}",
-            ],
-            check=True,
-        )  # fmt: skip
+        health = HealthWatch(self.health_url if keep_bodies else None)
+        with health:
+            subprocess.run(
+                [
+                    str(VEGETA), "attack",
+                    "-format=json", f"-targets={targets_file}",
+                    f"-rate={rate:g}/1s", f"-duration={seconds:g}s",
+                    f"-timeout={TIMEOUT_S}s",
+                    f"-max-body={-1 if keep_bodies else 0}",
+                    "-keepalive=true",
+                    f"-output={results_file}",
+                ],
+                check=True,
+            )  # fmt: skip
         step = Step(label, rate, seconds)
+        step.health_polls, step.health_failed = health.polls, health.failed
         self._read(step, results_file, rate, keep_bodies)
         self._count_logs(step, offsets)
         targets_file.unlink()
@@ -814,7 +852,7 @@ class Bench:
     def __init__(self, cfg: Config, stack: Stack, workdir: Path) -> None:
         self.cfg = cfg
         self.stack = stack
-        self.vegeta = Vegeta(workdir, stack.app_logs)
+        self.vegeta = Vegeta(workdir, stack.app_logs, stack.url + "/health")
         self.users: list[User] = []
         self.chat: ChatTargets | None = None
         self.results: dict[str, Any] = {}
@@ -1151,7 +1189,12 @@ def print_step(step: Step) -> None:
         f" {fmt_ms(step.p(99)):>7} {refused:>8} {step.lock_expiries:>5}  {step.error_summary()}"
         + ("" if step.clean else "  (not clean)")
         + (f"  [generator lag p99 {step.send_lag_ms:.0f} ms]" if step.send_lag_ms > 50 else "")
-        + (f"  [{step.log_errors} error lines in the logs]" if step.log_errors else ""),
+        + (f"  [{step.log_errors} error lines in the logs]" if step.log_errors else "")
+        + (
+            f"  [/health not 200: {step.health_failed}/{step.health_polls} polls]"
+            if step.health_polls
+            else ""
+        ),
         flush=True,
     )
 
@@ -1211,6 +1254,10 @@ def goals(
         other = at.error_summary()
         add(f"5xx other than 503 + Retry-After {where}", f"{bad_5xx} (errors: {other})", "0",
             bad_5xx == 0)  # fmt: skip
+        flaps = sum(s.health_failed for s in chat_steps)
+        polls = sum(s.health_polls for s in chat_steps)
+        add("/health not 200 during the chat load (all rates)", f"{flaps} of {polls} polls", "0",
+            flaps == 0, "the database is busy, not down")  # fmt: skip
     integrity = results["integrity"]
     add("lost (whole run)", str(integrity["lost"]), "0", integrity["lost"] == 0)
     add("duplicated (whole run)", str(integrity["duplicated"]), "0", integrity["duplicated"] == 0)
