@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +12,7 @@ import pymongo
 from flask import Flask, g, request
 from flask.typing import ResponseReturnValue
 from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
 from chatbot.db.mongo import Mongo
 from chatbot.errors import ServiceUnavailableError, handle_api_error, handle_unexpected
@@ -37,9 +38,24 @@ def own_deadline(view: Callable[..., Any]) -> Callable[..., Any]:
     return view
 
 
+# FerretDB answers every command with InternalError (code 1) while its own storage,
+# PostgreSQL, is down or restarting; the message carries the SQLSTATE. Connection
+# exceptions (class 08), shutdown / cannot connect now (57P0x), too many connections.
+_STORAGE_DOWN = re.compile(r"failed to connect|SQLSTATE (08\w{3}|57P0\d|53300)")
+
+
+def storage_unavailable(exc: PyMongoError) -> bool:
+    """Whether `exc` means the database cannot answer now (rather than a bug)."""
+    if isinstance(exc, ConnectionFailure) or exc.timeout:
+        return True
+    return (
+        isinstance(exc, OperationFailure) and exc.code == 1 and bool(_STORAGE_DOWN.search(str(exc)))
+    )
+
+
 def _database_error(exc: PyMongoError) -> ResponseReturnValue:
     """Unreachable, or the deadline passed: 503. Anything else is a bug: 500."""
-    if not (isinstance(exc, ConnectionFailure) or exc.timeout):
+    if not storage_unavailable(exc):
         return handle_unexpected(exc)
     log.warning("database unavailable: %s", type(exc).__name__)
     return handle_api_error(

@@ -60,11 +60,12 @@ def test_health_goes_ok_degraded_unavailable_ok(stack):
 
         stack.ferretdb.stop()
         reply, _ = poll_health(stack, 503, "unavailable")
-        # Every instance answers 503 within a second while the database is down.
+        # Every instance answers 503 within its ping budget (HEALTH_TIMEOUT_S, 1.5 s)
+        # while the database is down; usually at once (connection refused).
         for _ in range(6):
             started = time.monotonic()
             reply = http("GET", stack.url + "/health", timeout=5)
-            assert time.monotonic() - started < 1.0
+            assert time.monotonic() - started < 2.0
             assert reply.status == 503
             assert reply.json()["checks"]["mongodb"]["status"] == "down"
     finally:
