@@ -262,7 +262,10 @@ class HealthWatch:
 
 class Vegeta:
     def __init__(
-        self, workdir: Path, logs: Callable[[], list[Path]], health_url: str | None = None
+        self,
+        workdir: Path,
+        logs: Callable[[], list[Path]],
+        health_url: Callable[[], str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.logs = logs
@@ -286,7 +289,7 @@ class Vegeta:
             for line in targets:
                 f.write(json.dumps(line) + "\n")
         offsets = {p: p.stat().st_size if p.exists() else 0 for p in self.logs()}
-        health = HealthWatch(self.health_url if keep_bodies else None)
+        health = HealthWatch(self.health_url() if keep_bodies and self.health_url else None)
         with health:
             subprocess.run(
                 [
@@ -852,7 +855,7 @@ class Bench:
     def __init__(self, cfg: Config, stack: Stack, workdir: Path) -> None:
         self.cfg = cfg
         self.stack = stack
-        self.vegeta = Vegeta(workdir, stack.app_logs, stack.url + "/health")
+        self.vegeta = Vegeta(workdir, stack.app_logs, lambda: stack.url + "/health")
         self.users: list[User] = []
         self.chat: ChatTargets | None = None
         self.results: dict[str, Any] = {}
