@@ -33,10 +33,22 @@ sys.path.insert(0, str(ROOT / "devtools"))
 from render_nginx import render as render_nginx  # noqa: E402 -- devtools is not a package
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port, never one handed out before in this process.
+
+    A port is only reserved once its service binds it, so two services built before
+    either starts (FerretDB and its PostgreSQL) could otherwise be given the same one.
+    """
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
