@@ -32,7 +32,6 @@ POSTGRES_SCRIPT = ROOT / "devtools" / "postgres.sh"
 sys.path.insert(0, str(ROOT / "devtools"))
 from render_nginx import render as render_nginx  # noqa: E402 -- devtools is not a package
 
-
 _HANDED_OUT: set[int] = set()
 
 
