@@ -7,6 +7,7 @@ Hooks say which process they run in: the master (arbiter) or a worker.
 
 import multiprocessing
 import os
+from pathlib import Path
 
 import psutil
 
@@ -66,8 +67,10 @@ keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
 max_requests = _env_int("GUNICORN_MAX_REQUESTS", 200000)
 max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 20000)
 # Retire a worker gracefully once its resident memory passes this many MiB
-# (gunicorn has no memory limit of its own). 0 disables.
-max_worker_rss_mb = _env_int("GUNICORN_MAX_WORKER_RSS_MB", 512)
+# (gunicorn has no memory limit of its own). 0 disables. The default is the design's
+# per-worker limit, 1 GiB: far above what a worker uses (about 100 MiB), so only a
+# real leak trips it. A retired worker finishes its in-flight requests first.
+max_worker_rss_mb = _env_int("GUNICORN_MAX_WORKER_RSS_MB", 1024)
 # Import the app in each worker, after the fork: PyMongo clients must not cross a fork.
 preload_app = False
 
@@ -75,6 +78,24 @@ preload_app = False
 # Trust X-Forwarded-* only from nginx on this host.
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 proc_name = "chatbot-" + os.environ.get("INSTANCE_ID", "local")
+
+# --- Control socket and pid file --------------------------------------------
+# Each instance has its own: gunicorn's default control socket is one per user
+# (~/.gunicorn/gunicorn.ctl), which every instance on the machine would open in turn,
+# each unlinking the previous one's. `gunicornc -s <socket> -c "show workers"` talks
+# to one instance; the pid file is where to send HUP/TERM/TTIN/TTOU. The default names
+# carry the instance id and the port, so two instances (or a test run beside
+# `make run`) never share one; the local stack names them var/run/app1.ctl etc.
+_ROOT = Path(__file__).resolve().parent
+_port = bind.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+_run_dir = Path(os.environ.get("GUNICORN_RUN_DIR") or _ROOT / "var" / "run")
+_run_name = f"gunicorn-{os.environ.get('INSTANCE_ID', 'local')}-{_port}"
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET") or str(_run_dir / f"{_run_name}.ctl")
+# 0600: only the service's user may reload or stop it through the socket.
+control_socket_mode = 0o600
+pidfile = os.environ.get("GUNICORN_PIDFILE") or str(_run_dir / f"{_run_name}.pid")
+for _path in (control_socket, pidfile):
+    Path(_path).parent.mkdir(parents=True, exist_ok=True)
 
 # --- Logging --------------------------------------------------------------
 # nginx writes the access log (with $request_id); gunicorn's would duplicate it.
@@ -128,6 +149,32 @@ def post_request(worker, req, environ, resp):
         )
         # alive=False lets in-flight requests finish, then the master forks a fresh worker.
         worker.alive = False
+
+
+def post_worker_init(worker):
+    """Worker process: once stopping, close the listening socket at once.
+
+    gthread stops accepting when told to stop (TERM from a stopping master, a HUP, the
+    memory guard, max_requests) but keeps its copy of the listening socket open until
+    it exits, up to graceful_timeout later. When the whole instance stops, the kernel
+    keeps completing connections on that socket meanwhile (nginx's connect succeeds)
+    and nobody ever accepts them: nginx's requests hang, then fail. Closed at once, the
+    socket refuses new connections, and nginx fails over at connect time. While the
+    master lives (HUP, a retired worker) its copy and the other workers' keep the port
+    open, so closing one worker's copy loses nothing. Other worker classes (sync) hold
+    the socket for at most the one request they are serving.
+    """
+    set_accept_enabled = getattr(worker, "set_accept_enabled", None)
+    if set_accept_enabled is None:
+        return
+
+    def stop_accepting_and_close(enabled: bool) -> None:
+        set_accept_enabled(enabled)  # unregisters the listeners from the poller first
+        if not enabled and not worker.alive:
+            for listener in worker.sockets:
+                listener.close()
+
+    worker.set_accept_enabled = stop_accepting_and_close
 
 
 def when_ready(server):

@@ -257,6 +257,8 @@ class Gunicorn(Service):
         env = dict(os.environ)
         env.update(self.app_env)
         env.update(INSTANCE_ID=self.instance_id, GUNICORN_BIND=f"127.0.0.1:{self.port}")
+        # Its control socket and pid file beside its log, not in the repository's var/run.
+        env.update(GUNICORN_RUN_DIR=str(self.workdir))
         return env
 
     def command(self) -> list[str]:

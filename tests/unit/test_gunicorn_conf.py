@@ -1,6 +1,9 @@
 """gunicorn.conf.py reads its knobs from the environment."""
 
+import multiprocessing
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,100 @@ def test_defaults(monkeypatch):
     assert conf["threads"] == 16
     assert conf["preload_app"] is False
     assert conf["forwarded_allow_ips"] == "127.0.0.1,::1"
+
+
+def test_design_defaults(monkeypatch):
+    for name in ("WEB_CONCURRENCY", "GUNICORN_MAX_WORKER_RSS_MB"):
+        monkeypatch.delenv(name, raising=False)
+    conf = load(monkeypatch)
+    assert conf["workers"] == multiprocessing.cpu_count()  # one worker per CPU
+    assert conf["max_worker_rss_mb"] == 1024  # the design's 1 GiB per worker
+
+
+def test_each_instance_has_its_own_control_socket_and_pid_file(monkeypatch, tmp_path):
+    for name in ("GUNICORN_CONTROL_SOCKET", "GUNICORN_PIDFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GUNICORN_RUN_DIR", str(tmp_path / "run"))
+    one = load(monkeypatch, INSTANCE_ID="app1", GUNICORN_BIND="127.0.0.1:8001")
+    two = load(monkeypatch, INSTANCE_ID="app2", GUNICORN_BIND="127.0.0.1:8002")
+    assert one["control_socket"] == str(tmp_path / "run" / "gunicorn-app1-8001.ctl")
+    assert one["pidfile"] == str(tmp_path / "run" / "gunicorn-app1-8001.pid")
+    assert two["control_socket"] != one["control_socket"] and two["pidfile"] != one["pidfile"]
+    assert (tmp_path / "run").is_dir()  # gunicorn refuses a pid file in a missing directory
+    assert one["control_socket_mode"] == 0o600
+    explicit = load(
+        monkeypatch,
+        GUNICORN_CONTROL_SOCKET=str(tmp_path / "a" / "app1.ctl"),
+        GUNICORN_PIDFILE=str(tmp_path / "a" / "app1.pid"),
+    )
+    assert explicit["control_socket"] == str(tmp_path / "a" / "app1.ctl")
+    assert explicit["pidfile"] == str(tmp_path / "a" / "app1.pid")
+
+
+class FakeListener:
+    closed = False
+
+    def close(self):
+        self.closed = True
+
+
+class FakeGthreadWorker:
+    """What post_worker_init wraps of gunicorn's gthread worker."""
+
+    def __init__(self):
+        self.alive = True
+        self.sockets = [FakeListener()]
+        self.accepting = []
+
+    def set_accept_enabled(self, enabled):
+        self.accepting.append(enabled)
+
+
+def test_a_stopping_worker_closes_its_listening_socket_at_once(monkeypatch):
+    conf = load(monkeypatch)
+    worker = FakeGthreadWorker()
+    conf["post_worker_init"](worker)
+    worker.set_accept_enabled(False)  # at worker_connections while alive: keep the socket
+    assert worker.accepting == [False] and not worker.sockets[0].closed
+    worker.set_accept_enabled(True)
+    worker.alive = False  # TERM, HUP, the memory guard or max_requests
+    worker.set_accept_enabled(False)
+    assert worker.accepting == [False, True, False]  # unregistered from the poller first
+    assert worker.sockets[0].closed
+
+
+def test_the_gthread_worker_still_has_what_the_hook_wraps():
+    # The hook relies on gthread internals; an upgrade that drops them must fail here.
+    import inspect
+
+    from gunicorn.workers.gthread import ThreadWorker
+
+    source = inspect.getsource(ThreadWorker.run)
+    assert "self.set_accept_enabled(False)" in source
+    assert "for s in self.sockets:" in source
+
+
+def test_sync_workers_are_left_alone(monkeypatch):
+    conf = load(monkeypatch)
+    worker = type("SyncWorker", (), {"alive": True})()
+    conf["post_worker_init"](worker)  # no set_accept_enabled: nothing to wrap
+    assert not hasattr(worker, "set_accept_enabled")
+
+
+def test_gunicorn_check_config_accepts_the_file(tmp_path):
+    root = Path(CONF).parent
+    env = {"PATH": "/usr/bin:/bin", "GUNICORN_RUN_DIR": str(tmp_path)}
+    ok = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--check-config", "-c", CONF, "wsgi:app"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--check-config", "-c", CONF, "wsgi:app"],
+        cwd=root, env={**env, "GUNICORN_THREADS": "many"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert bad.returncode != 0
 
 
 def test_sync_workers_get_one_thread(monkeypatch):
