@@ -28,11 +28,12 @@ class JSONProvider(DefaultJSONProvider):
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app; no I/O happens here (connections open lazily in each worker)."""
-    from chatbot import api, db, errors, health, logs, middleware, web
+    from chatbot import api, compression, db, errors, health, logs, middleware, web
     from chatbot.auth import Tokens, client_key
-    from chatbot.cache import RedisCache
+    from chatbot.cache import MemoryCache, RedisCache
     from chatbot.cli import cli
     from chatbot.extensions import cache, compress, make_limiter, mongo, redis_store
+    from chatbot.http_cache import ResponseCache
 
     settings = settings or Settings.from_env()
     logs.configure_logging(settings.log_level, settings.instance_id)
@@ -52,12 +53,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         CACHE_TYPE="chatbot.extensions.redis_cache_factory",
         CACHE_KEY_PREFIX=settings.redis_key_prefix + "cache:",
         CACHE_DEFAULT_TIMEOUT=settings.cache_default_timeout_s,
-        # flask-compress owns compression (nginx passes bodies through untouched).
-        COMPRESS_ALGORITHM=["br", "gzip"],
-        COMPRESS_LEVEL=settings.compress_level,
-        COMPRESS_BR_LEVEL=settings.compress_level,
-        COMPRESS_MIN_SIZE=500,
-        COMPRESS_MIMETYPES=["application/json", "text/html", "text/css", "application/javascript"],
+        # RESPONSE_CACHE_S=0 turns response caching off (the benchmark compares both).
+        RESPONSE_CACHE_ENABLED=settings.response_cache_s > 0,
     )
     # nginx is the only client of gunicorn (bound to loopback); trust its one hop.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
@@ -67,11 +64,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     mongo.init_app(settings)
     redis_store.init_app(settings)
     cache.init_app(app)
-    compress.init_app(app)
+    # The cache service (chatbot/cache.py): one memory tier and one Redis tier per app,
+    # so per worker process; their hit/miss/error counts are per process too.
+    memory = MemoryCache(settings.memory_cache_size, settings.memory_cache_ttl_s)
+    app.extensions["chatbot.memory"] = memory
+    app.extensions["chatbot.cache"] = RedisCache(redis_store, settings.redis_cache_ttl_s)
+    app.extensions["chatbot.responses"] = ResponseCache(
+        memory, app.extensions["chatbot.cache"], cache, settings.response_cache_s
+    )
+    # flask-compress owns compression (nginx passes bodies through untouched).
+    compression.init_app(app, compress, settings, memory)
     limiter = make_limiter(app, settings, client_key)
     app.extensions["chatbot.tokens"] = Tokens(settings.secret_key, settings.token_max_age_s)
-    # One Redis cache tier per app (its hit/miss/error counts are per worker process).
-    app.extensions["chatbot.cache"] = RedisCache(redis_store)
 
     errors.init_app(app)
     db.init_app(app, settings.mongo_request_timeout_s)

@@ -139,8 +139,11 @@ def auth_required(*roles: str) -> Callable:
             users = UserDirectory(
                 mongo.db, current_app.extensions["chatbot.cache"], settings.session_cache_s
             )
+            responses = current_app.extensions["chatbot.responses"]
             with deadline(settings.mongo_request_timeout_s):
-                user = users.get(user_id)
+                # One Redis round trip: the user and the response cache's counters.
+                user, counters = users.get_with(user_id, responses.prefetch_keys(user_id))
+            responses.remember_prefetched(user_id, counters)
             if user is None or not hmac.compare_digest(str(user.get("tokenVersion")), str(version)):
                 raise UnauthorizedError("The token is no longer valid; start the chat again.")
             if roles and user["role"] not in roles:

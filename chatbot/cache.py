@@ -1,11 +1,21 @@
-"""The Redis cache tier: JSON values with a TTL, and a miss (never an error) when Redis is down.
+"""The cache service: a memory tier per worker process and a Redis tier shared by all.
 
-The design's cache service: `get` answers the value or None, `set`/`delete` answer
-True/False. Values are JSON (never pickle: what the app stores must be readable by
-any worker version and by an operator with redis-cli); dates and datetimes survive
-the round trip as tagged strings. A Redis error is logged at most once per interval
-per process and the call degrades; the shared pool's circuit breaker keeps an outage
-at one short timeout per interval (chatbot/redis_store.py).
+The design's two caches (../shared/docs/performance-design.md):
+- **memory** (`MemoryCache`): per worker process, bounded (LRU) and TTL-based (600 s by
+  default), thread-safe under gthread; an expired entry is never served (cachetools
+  checks the time on every read). It only holds values under keys that name their
+  version (e.g. a response under the user's current response version), so a write
+  elsewhere never leaves it stale: the next read asks for a new key.
+- **Redis** (`RedisCache`): `get` answers the value or None, `set`/`delete` answer
+  True/False; values are JSON (never pickle: readable by any worker version and by an
+  operator with redis-cli), dates surviving as tagged strings. A Redis error is logged
+  at most once per interval per process and the call degrades; the shared pool's
+  circuit breaker keeps an outage at one short timeout per interval
+  (chatbot/redis_store.py).
+
+Hits, misses and errors are counted per tier (`stats`) and reported to the metrics.
+An invalidation that fails because Redis is unreachable is remembered and replayed as
+soon as Redis answers again, so a write made during an outage is visible after it.
 """
 
 from __future__ import annotations
@@ -14,9 +24,11 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from datetime import date, datetime
 from typing import Any
 
+import cachetools
 import redis
 
 from chatbot.redis_store import RedisStore
@@ -27,6 +39,19 @@ LOG_EVERY_S = 30.0
 # Written over a key by `invalidate`: read as a miss, and it keeps a reader that loaded
 # the old value just before the write from putting it back (see `invalidate`).
 TOMBSTONE = "\x00invalidated"
+_TOMBSTONE = TOMBSTONE.encode()
+# Invalidations waiting for Redis to come back, per process; beyond this many the
+# oldest are dropped and every response is invalidated instead (see `_replay`).
+MAX_PENDING = 10_000
+
+
+def _record(tier: str, outcome: str) -> None:
+    """Tell the metrics (when the monitoring module is present)."""
+    try:
+        from chatbot.metrics import record_cache
+    except ImportError:  # metrics not installed in this build
+        return
+    record_cache(tier, outcome)
 
 
 def _default(o: Any) -> Any:
@@ -55,39 +80,110 @@ def loads(raw: str | bytes) -> Any:
     return json.loads(raw, object_hook=_hook)
 
 
+class JsonRedisSerializer:
+    """flask-caching's Redis backend pickles by default; the app's values are JSON."""
+
+    def dumps(self, value: Any, protocol: int | None = None) -> bytes:
+        return dumps(value).encode()
+
+    def loads(self, value: bytes | None) -> Any:
+        return None if value is None else loads(value)
+
+
+class MemoryCache:
+    """A bounded LRU with a TTL, one per worker process (cachetools.TTLCache + a lock)."""
+
+    def __init__(self, maxsize: int = 4096, ttl_s: float = 600) -> None:
+        self._data: cachetools.TTLCache = cachetools.TTLCache(maxsize=maxsize, ttl=ttl_s)
+        self._lock = threading.Lock()
+        self.stats: Counter[str] = Counter()
+
+    def get(self, key: str) -> Any:
+        with self._lock:
+            value = self._data.get(key)
+        outcome = "miss" if value is None else "hit"
+        self.stats[outcome] += 1
+        _record("memory", outcome)
+        return value
+
+    def set(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._data[key] = value
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
 class RedisCache:
     """get / set / delete of JSON values under the app's key prefix."""
 
     def __init__(self, store: RedisStore, default_ttl_s: int = 3600) -> None:
         self.store = store
         self.default_ttl_s = default_ttl_s
-        self.hits = 0
-        self.misses = 0
-        self.errors = 0
+        self.stats: Counter[str] = Counter()
         self._last_logged = 0.0
         self._lock = threading.Lock()
+        # Keys to tombstone and counters to bump once Redis answers again.
+        self._pending: dict[str, str] = {}
 
     def key(self, *parts: str) -> str:
         return self.store.key(*parts)
 
+    @property
+    def client(self) -> redis.Redis:
+        assert self.store.client is not None, "RedisStore.init_app was not called"
+        return self.store.client
+
+    # --- reads --------------------------------------------------------------------------
     def get(self, key: str) -> Any:
+        values = self.get_many([key])
+        return None if values is None else values[0]
+
+    def get_many(self, keys: list[str]) -> list[Any] | None:
+        """Values of `keys` in one round trip (MGET), None for a miss; None for the whole
+        list when Redis cannot be reached (the error counted once)."""
         try:
-            raw = self.store.client.get(self.key(key))  # type: ignore[union-attr]
+            self._replay()
+            raws = self.client.mget([self.key(k) for k in keys])
         except redis.RedisError as exc:
             self._failed("get", exc)
             return None
-        if raw is None or raw == TOMBSTONE.encode():
-            self.misses += 1
-            return None
-        self.hits += 1
-        return loads(raw)
+        values = []
+        for raw in raws:
+            if raw is None or raw == _TOMBSTONE:
+                self._count("miss")
+                values.append(None)
+            else:
+                self._count("hit")
+                values.append(loads(raw))
+        return values
 
+    def get_counters(self, keys: list[str]) -> list[int] | None:
+        """Integer counters (missing = 0) in one round trip; None when Redis is down."""
+        try:
+            self._replay()
+            raws = self.client.mget([self.key(k) for k in keys])
+        except redis.RedisError as exc:
+            self._failed("get", exc)
+            return None
+        return [int(r) if r is not None else 0 for r in raws]
+
+    # --- writes -------------------------------------------------------------------------
     def set(
         self, key: str, value: Any, ttl_s: int | None = None, only_if_absent: bool = False
     ) -> bool:
         """Store `value`; with only_if_absent, never over a newer value or a tombstone."""
         try:
-            done = self.store.client.set(  # type: ignore[union-attr]
+            self._replay()
+            done = self.client.set(
                 self.key(key), dumps(value), ex=ttl_s or self.default_ttl_s, nx=only_if_absent
             )
         except redis.RedisError as exc:
@@ -95,17 +191,43 @@ class RedisCache:
             return False
         return bool(done)
 
+    def delete(self, *keys: str) -> bool:
+        try:
+            self.client.delete(*(self.key(k) for k in keys))
+        except redis.RedisError as exc:
+            self._failed("delete", exc)
+            return False
+        return True
+
     def invalidate(self, key: str, hold_s: int = 5) -> bool:
         """Drop `key` after a write to its source, so the next read goes to the database.
 
         A tombstone rather than a delete: a reader that read the database just before
         the write and caches with only_if_absent=True cannot put the old value back.
-        `hold_s` must outlast a request's database deadline.
+        `hold_s` must outlast a request's database deadline. If Redis cannot be
+        reached, the invalidation is replayed when it can.
         """
         try:
-            self.store.client.set(self.key(key), TOMBSTONE, ex=hold_s)  # type: ignore[union-attr]
+            self._replay()
+            self.client.set(self.key(key), TOMBSTONE, ex=hold_s)
         except redis.RedisError as exc:
             self._failed("invalidate", exc)
+            self._remember(key, "tombstone")
+            return False
+        return True
+
+    def bump(self, *counters: str) -> bool:
+        """Increment version counters (one round trip); replayed later if Redis is down."""
+        try:
+            self._replay()
+            with self.client.pipeline(transaction=False) as pipe:
+                for counter in counters:
+                    pipe.incr(self.key(counter))
+                pipe.execute()
+        except redis.RedisError as exc:
+            self._failed("bump", exc)
+            for counter in counters:
+                self._remember(counter, "bump")
             return False
         return True
 
@@ -117,10 +239,10 @@ class RedisCache:
         """
         full = self.key(key)
         try:
-            with self.store.client.pipeline() as pipe:  # type: ignore[union-attr]
+            with self.client.pipeline() as pipe:
                 pipe.watch(full)
                 raw = pipe.get(full)
-                if raw is None or raw == TOMBSTONE.encode():
+                if raw is None or raw == _TOMBSTONE:
                     return False
                 value = {**loads(raw), **fields}
                 pipe.multi()
@@ -130,23 +252,54 @@ class RedisCache:
             return False
         except redis.RedisError as exc:
             self._failed("update", exc)
+            self._remember(key, "tombstone")  # the cached copy is now behind MongoDB
             return False
         return True
 
-    def delete(self, *keys: str) -> bool:
+    # --- outages ------------------------------------------------------------------------
+    def _remember(self, key: str, action: str) -> None:
+        with self._lock:
+            if len(self._pending) >= MAX_PENDING:
+                # Too much to replay one by one: invalidate every cached response instead.
+                self._pending.clear()
+                self._pending[RESPONSE_EPOCH] = "bump"
+            self._pending[key] = action
+
+    def _replay(self) -> None:
+        """Apply the invalidations that failed while Redis was unreachable (may raise)."""
+        if not self._pending:
+            return
+        with self._lock:
+            pending, self._pending = self._pending, {}
         try:
-            self.store.client.delete(*(self.key(k) for k in keys))  # type: ignore[union-attr]
-        except redis.RedisError as exc:
-            self._failed("delete", exc)
-            return False
-        return True
+            with self.client.pipeline(transaction=False) as pipe:
+                for key, action in pending.items():
+                    if action == "bump":
+                        pipe.incr(self.key(key))
+                    else:
+                        pipe.set(self.key(key), TOMBSTONE, ex=5)
+                pipe.execute()
+        except redis.RedisError:
+            with self._lock:
+                self._pending = {**pending, **self._pending}
+            raise
+        log.warning("replayed %d cache invalidations after a Redis outage", len(pending))
+
+    def _count(self, outcome: str) -> None:
+        self.stats[outcome] += 1
+        _record("redis", outcome)
 
     def _failed(self, op: str, exc: redis.RedisError) -> None:
         # An outage would otherwise log one line per request (measured: megabytes a second).
-        self.errors += 1
+        self._count("error")
         now = time.monotonic()
         with self._lock:
             if now - self._last_logged < LOG_EVERY_S:
                 return
             self._last_logged = now
         log.warning("cache %s failed, answering a miss: %s", op, type(exc).__name__)
+
+
+# The response cache's global version (chatbot/http_cache.py): bumping it makes every
+# cached response unreachable.
+RESPONSE_EPOCH = "response:epoch"

@@ -191,6 +191,7 @@ def grant_role(phone: str, role: str) -> None:
         mongo.db,
         current_app.extensions["chatbot.cache"],
         current_app.config["SETTINGS"].session_cache_s,
+        on_change=lambda uid: current_app.extensions["chatbot.responses"].changed(uid, True),
     )
     if not users.set_role(number, role):
         raise click.ClickException(f"{number} has not started a chat yet")

@@ -51,12 +51,16 @@ def redis_cache_factory(app, config, args, kwargs):
     """Build flask-caching's Redis backend on the shared, breaker-guarded pool."""
     from flask_caching.backends.rediscache import RedisCache
 
+    from chatbot.cache import JsonRedisSerializer
+
     kwargs.update(
         host=redis_store.client,
         key_prefix=config["CACHE_KEY_PREFIX"],
         default_timeout=config["CACHE_DEFAULT_TIMEOUT"],
     )
-    return RedisCache(*args, **kwargs)
+    backend = RedisCache(*args, **kwargs)
+    backend.serializer = JsonRedisSerializer()  # JSON, never pickle, for what the app stores
+    return backend
 
 
 def safe_cache_get(key: str) -> Any:

@@ -101,7 +101,12 @@ class Settings:
     max_content_length: int = 64 * 1024
     rate_limit_default: str = "300 per minute"
     cache_default_timeout_s: int = 60
-    compress_level: int = 4
+    compress_level: int = 6
+    compress_min_size: int = 1024
+    memory_cache_size: int = 4096
+    memory_cache_ttl_s: int = 600
+    redis_cache_ttl_s: int = 3600
+    response_cache_s: int = 300
 
     token_max_age_s: int = 30 * 24 * 3600
     otp_sender: str = "chatbot.auth:LogCodeSender"
@@ -173,6 +178,11 @@ class Settings:
                 env, "CACHE_DEFAULT_TIMEOUT_S", d.cache_default_timeout_s, 1
             ),
             compress_level=_int(env, "COMPRESS_LEVEL", d.compress_level, 1),
+            compress_min_size=_int(env, "COMPRESS_MIN_SIZE", d.compress_min_size, 0),
+            memory_cache_size=_int(env, "MEMORY_CACHE_SIZE", d.memory_cache_size, 1),
+            memory_cache_ttl_s=_int(env, "MEMORY_CACHE_TTL_S", d.memory_cache_ttl_s, 1),
+            redis_cache_ttl_s=_int(env, "REDIS_CACHE_TTL_S", d.redis_cache_ttl_s, 1),
+            response_cache_s=_int(env, "RESPONSE_CACHE_S", d.response_cache_s, 0),
             token_max_age_s=_int(env, "TOKEN_MAX_AGE_S", d.token_max_age_s, 60),
             otp_sender=_str(env, "OTP_SENDER", d.otp_sender),
             otp_ttl_s=_int(env, "OTP_TTL_S", d.otp_ttl_s, 30),

@@ -142,6 +142,7 @@ def service():
         banks,
         app.extensions["chatbot.tokens"],
         app.extensions["chatbot.cache"],
+        on_change=app.extensions["chatbot.responses"].changed,
     )
 
 

@@ -9,6 +9,7 @@ from chatbot.api import parse_body, parse_query, service
 from chatbot.api.schemas import HistoryQuery, Receipts, SendMessage, StartChat, VerifyChat
 from chatbot.auth import auth_required
 from chatbot.db import own_deadline
+from chatbot.http_cache import cached
 
 bp = Blueprint("chat", __name__)
 
@@ -40,6 +41,7 @@ def send_message() -> ResponseReturnValue:
 
 @bp.get("/chat/messages")
 @auth_required()
+@cached()
 def history() -> ResponseReturnValue:
     """The user's messages, newest first, a page at a time."""
     query = parse_query(HistoryQuery)

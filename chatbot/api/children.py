@@ -12,6 +12,7 @@ from chatbot.db.children import ChildRepository
 from chatbot.db.documents import NotFoundError
 from chatbot.db.questionnaires import QuestionnaireRepository
 from chatbot.extensions import mongo
+from chatbot.http_cache import cached
 
 bp = Blueprint("children", __name__)
 
@@ -32,6 +33,7 @@ def public_child(child: dict) -> dict:
 
 @bp.get("/children")
 @auth_required()
+@cached()
 def list_children() -> ResponseReturnValue:
     children = service().children.list_for_user(g.user["id"])
     return jsonify(children=[public_child(c) for c in children])
@@ -39,6 +41,7 @@ def list_children() -> ResponseReturnValue:
 
 @bp.get("/children/<child_id>")
 @auth_required()
+@cached()
 def child_summary(child_id: str) -> ResponseReturnValue:
     """The child with its 5 latest results (Redis, else two indexed queries, no $lookup)."""
     found = _summary_visible(child_id)
@@ -58,6 +61,7 @@ def archive_child(child_id: str) -> ResponseReturnValue:
 
 @bp.get("/questionnaires/<questionnaire_id>")
 @auth_required()
+@cached()
 def questionnaire(questionnaire_id: str) -> ResponseReturnValue:
     found = QuestionnaireRepository(mongo.db).get(questionnaire_id)
     if found is None:

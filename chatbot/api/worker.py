@@ -13,6 +13,7 @@ from chatbot.chat.service import utcnow
 from chatbot.db.children import ChildRepository
 from chatbot.db.users import UserRepository
 from chatbot.extensions import mongo, safe_cache_get, safe_cache_set
+from chatbot.http_cache import cached
 
 bp = Blueprint("worker", __name__)
 
@@ -25,6 +26,7 @@ def _with_parent_phone(children: list[dict]) -> list[dict]:
 
 @bp.get("/worker/children")
 @auth_required(*STAFF_ROLES)
+@cached("staff")
 def at_risk() -> ResponseReturnValue:
     """Children whose latest screening is at one of the given risk levels."""
     query = parse_query(RiskQuery)
@@ -38,6 +40,7 @@ def at_risk() -> ResponseReturnValue:
 
 @bp.get("/worker/rescreens/overdue")
 @auth_required(*STAFF_ROLES)
+@cached("staff", by_day=True)
 def overdue() -> ResponseReturnValue:
     """Children whose next screening date has passed, most overdue first."""
     query = parse_query(OverdueQuery)
@@ -49,6 +52,7 @@ def overdue() -> ResponseReturnValue:
 
 @bp.get("/worker/stats")
 @auth_required(*STAFF_ROLES)
+@cached("staff", by_day=True)
 def stats() -> ResponseReturnValue:
     """Children per latest risk level and overdue re-screens, cached briefly in Redis."""
     return jsonify(_stats())

@@ -9,6 +9,7 @@ child or a finished screening shows at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from chatbot.cache import RedisCache
@@ -20,11 +21,19 @@ RECENT = 5
 
 
 class ChildDirectory:
-    def __init__(self, db: Database, cache: RedisCache, ttl_s: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        cache: RedisCache,
+        ttl_s: int,
+        on_change: Callable[[str], None] | None = None,
+    ) -> None:
         self.repo = ChildRepository(db)
         self.questionnaires = QuestionnaireRepository(db)
         self.cache = cache
         self.ttl_s = ttl_s
+        # Told the user id after every change (the response cache bumps its counters).
+        self.on_change = on_change
 
     def list_for_user(self, user_id: str) -> list[dict[str, Any]]:
         """The parent's active children, oldest first."""
@@ -62,3 +71,5 @@ class ChildDirectory:
         self.cache.invalidate(f"children:{user_id}")
         if child_id is not None:
             self.cache.invalidate(f"child:{child_id}")
+        if self.on_change is not None:
+            self.on_change(user_id)

@@ -6,7 +6,7 @@ import contextlib
 import hmac
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,18 +51,26 @@ class ChatService:
         banks: BankRegistry,
         tokens: Tokens,
         cache: RedisCache,
+        on_change: Callable[[str, bool], None] | None = None,
     ) -> None:
+        # Told (user id, staff lists affected) after every write by or about a user:
+        # the response cache bumps its counters (chatbot/http_cache.py).
+        self.on_change = on_change or (lambda _user_id, _staff: None)
         self.db = db
         self.redis = redis_store
         self.settings = settings
         self.banks = banks
         self.accounts = UserRepository(db)
-        self.users = UserDirectory(db, cache, settings.session_cache_s)
+        self.users = UserDirectory(
+            db, cache, settings.session_cache_s, on_change=lambda uid: self.on_change(uid, True)
+        )
         self.messages = MessageRepository(db)
         self.sessions = ConversationSessions(
             db, cache, settings.session_cache_s, timedelta(minutes=settings.session_idle_minutes)
         )
-        self.children = ChildDirectory(db, cache, settings.session_cache_s)
+        self.children = ChildDirectory(
+            db, cache, settings.session_cache_s, on_change=lambda uid: self.on_change(uid, True)
+        )
         self.history_cache = HistoryCache(redis_store, settings.session_cache_s)
         self.verifications = VerificationRepository(db)
         self.tokens = tokens
@@ -185,6 +193,7 @@ class ChatService:
             # The turn is answered now: saving the session degrades, it never fails it.
             self.sessions.save(user_id, session, turn.state, now)
             self.history_cache.push(user_id, [history_item(inbound), *map(history_item, replies)])
+            self.on_change(user_id, False)
             return turn_body(inbound, replies, duplicate=False, step=turn.state.get("step"))
 
     def history(self, user_id: str, limit: int, cursor: str | None):
@@ -205,6 +214,7 @@ class ChatService:
         count = self.messages.mark_delivered(user_id, message_ids, utcnow())
         if count:
             self.history_cache.update_status(user_id, set(message_ids), "delivered")
+            self.on_change(user_id, False)
         return count
 
     @contextlib.contextmanager

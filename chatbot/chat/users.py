@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from chatbot.cache import RedisCache
@@ -18,23 +19,38 @@ class UserDirectory:
     token version or role is never served from the cache.
     """
 
-    def __init__(self, db: Database, cache: RedisCache, ttl_s: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        cache: RedisCache,
+        ttl_s: int,
+        on_change: Callable[[str], None] | None = None,
+    ) -> None:
         self.repo = UserRepository(db)
         self.cache = cache
         self.ttl_s = ttl_s
+        # Told the user id after a role change (the response cache bumps its counters).
+        self.on_change = on_change
 
     @staticmethod
     def _key(user_id: str) -> str:
         return f"user:{user_id}"
 
     def get(self, user_id: str) -> dict[str, Any] | None:
-        user = self.cache.get(self._key(user_id))
-        if user is not None:
-            return user
-        user = self.repo.get(user_id)
-        if user is not None:
-            self.cache.set(self._key(user_id), user, self.ttl_s, only_if_absent=True)
-        return user
+        return self.get_with(user_id, [])[0]
+
+    def get_with(
+        self, user_id: str, also: list[str]
+    ) -> tuple[dict[str, Any] | None, list[Any] | None]:
+        """The user, and the Redis values of `also` read in the same round trip
+        (None when Redis could not be read)."""
+        values = self.cache.get_many([self._key(user_id), *also])
+        user, extra = (values[0], values[1:]) if values is not None else (None, None)
+        if user is None:
+            user = self.repo.get(user_id)
+            if user is not None and values is not None:
+                self.cache.set(self._key(user_id), user, self.ttl_s, only_if_absent=True)
+        return user, extra
 
     def set_fields(self, user_id: str, **fields: Any) -> None:
         self.repo.set_fields(user_id, **fields)
@@ -49,4 +65,6 @@ class UserDirectory:
         if user is None or not self.repo.set_role(phone, role):
             return False
         self.cache.invalidate(self._key(user["id"]))
+        if self.on_change is not None:
+            self.on_change(user["id"])
         return True
