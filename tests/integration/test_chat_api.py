@@ -35,10 +35,11 @@ def test_known_number_must_verify_before_seeing_any_data(client):
     assert "token" not in body or body["token"] is None
     challenge = body["challengeId"]
 
-    wrong = client.post("/api/v1/chat/verify", json={"challengeId": challenge, "code": "000000"})
-    if CapturingSender.last_code("+6281200000001") != "000000":
-        assert wrong.status_code == 400
-        assert wrong.get_json()["error"]["code"] == "invalid_code"
+    # A code that is certainly wrong: the real one plus one.
+    wrong_code = f"{(int(CapturingSender.last_code('+6281200000001')) + 1) % 10**6:06d}"
+    wrong = client.post("/api/v1/chat/verify", json={"challengeId": challenge, "code": wrong_code})
+    assert wrong.status_code == 400
+    assert wrong.get_json()["error"]["code"] == "invalid_code"
 
     code = CapturingSender.last_code("+6281200000001")
     ok = client.post("/api/v1/chat/verify", json={"challengeId": challenge, "code": code})

@@ -62,7 +62,10 @@ def test_init_db_command(app):
     result = runner.invoke(args=["chatbot", "init-db"])
     assert result.exit_code == 0, result.output
     assert "users: phoneNumber_1, role_1" in result.output
-    assert "sessions.expiresAt" in result.output
+    with app.app_context():
+        ttl = server_has_ttl(mongo.db)
+    expected = "sessions.expiresAt: TTL index" if ttl else "sessions.expiresAt: no TTL"
+    assert expected in result.output
 
 
 def test_expired_session_resumes_the_questionnaire_then_the_sweep_abandons_it(app):
