@@ -195,3 +195,33 @@ def when_ready(server):
             ensure_indexes(client[settings.mongo_db])
     except PyMongoError as exc:
         server.log.warning("could not create indexes at start-up: %s", type(exc).__name__)
+    # Then the instance's one metrics collector (snapshots and alerts; docs/monitoring.md).
+    from chatbot import metrics
+
+    metrics.start_collector(server)
+
+
+# --- Metrics hooks (chatbot/metrics.py, docs/monitoring.md) ------------------
+def on_starting(server):
+    """Master, before anything else: this instance's metrics directory, emptied.
+
+    Set before any process imports prometheus_client (it reads the variable then);
+    the workers inherit it.
+    """
+    from chatbot import metrics
+
+    metrics.on_starting(server)
+
+
+def child_exit(server, worker):
+    """Master, after a worker exited: drop that worker's live gauges (in flight, memory)."""
+    from chatbot import metrics
+
+    metrics.child_exit(server, worker)
+
+
+def on_exit(server):
+    """Master, at shutdown: stop the metrics collector, remove its default directory."""
+    from chatbot import metrics
+
+    metrics.on_exit(server)

@@ -28,12 +28,14 @@ class JSONProvider(DefaultJSONProvider):
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app; no I/O happens here (connections open lazily in each worker)."""
+    import chatbot.metrics
     from chatbot import api, compression, db, errors, health, logs, middleware, web
     from chatbot.auth import Tokens, client_key
     from chatbot.cache import MemoryCache, RedisCache
     from chatbot.cli import cli
     from chatbot.extensions import cache, compress, make_limiter, mongo, redis_store
     from chatbot.http_cache import ResponseCache
+    from chatbot.web import dashboard
 
     settings = settings or Settings.from_env()
     logs.configure_logging(settings.log_level, settings.instance_id)
@@ -79,14 +81,20 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     errors.init_app(app)
     db.init_app(app, settings.mongo_request_timeout_s)
+    # Counts every request (its hooks run first and last) and serves /metrics.
+    chatbot.metrics.init_app(app, settings.metrics_enabled)
     app.register_blueprint(health.bp)
     api.init_app(app)
     app.register_blueprint(web.bp)
+    app.register_blueprint(dashboard.bp)
     app.cli.add_command(cli)
 
     # Probes must never be rate limited; chat routes get their own, tighter limits.
     limiter.exempt(health.bp)
     limiter.exempt(web.bp)
+    limiter.exempt(dashboard.bp)
+    if "metrics" in app.blueprints:  # scrapes come every few seconds from one address
+        limiter.exempt(app.blueprints["metrics"])
     limiter.limit(settings.chat_rate_limit)(app.blueprints["chat"])
     # A view's own limit is checked by the wrapper limiter.limit returns, so it must
     # replace the registered view (the limiter object only exists per app, here).

@@ -7,6 +7,8 @@ Redis timeout at all until the next trial, instead of one timeout per command.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pybreaker
@@ -25,9 +27,14 @@ def _is_not_an_outage(exc: BaseException) -> bool:
 class BreakerConnection(redis.Connection):
     """A redis-py connection whose connects and reads pass through a shared breaker."""
 
+    # Set by chatbot.metrics: told (seconds, exception or None) once per round trip
+    # (a command and its reply; a pipeline counts once), and about failed connects and sends.
+    observer: Callable[[float, BaseException | None], None] | None = None
+
     def __init__(self, *, breaker: pybreaker.CircuitBreaker, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.breaker = breaker
+        self._sent_at: float | None = None
 
     def _guarded(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -39,10 +46,35 @@ class BreakerConnection(redis.Connection):
             raise redis.ConnectionError(f"Redis unavailable (circuit open): {exc}") from exc
 
     def connect(self) -> None:
-        self._guarded(super().connect)
+        try:
+            self._guarded(super().connect)
+        except BaseException as exc:
+            if self.observer is not None:
+                self.observer(0.0, exc)
+            raise
+
+    def send_packed_command(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().send_packed_command(*args, **kwargs)
+        except BaseException as exc:
+            if self.observer is not None:
+                self.observer(0.0, exc)
+            raise
+        # Stamped after the send: a health-check PING inside it has its own round trip.
+        self._sent_at = time.perf_counter()
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
-        return self._guarded(super().read_response, *args, **kwargs)
+        if self.observer is None:
+            return self._guarded(super().read_response, *args, **kwargs)
+        sent_at, self._sent_at = self._sent_at, None
+        try:
+            response = self._guarded(super().read_response, *args, **kwargs)
+        except BaseException as exc:
+            self.observer(time.perf_counter() - sent_at if sent_at else 0.0, exc)
+            raise
+        if sent_at is not None:
+            self.observer(time.perf_counter() - sent_at, None)
+        return response
 
 
 class RedisStore:

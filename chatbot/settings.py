@@ -130,6 +130,17 @@ class Settings:
     settle_batch_size: int = 500
     archive_after_days: int = 90
     archive_batch_size: int = 500
+    # Monitoring (chatbot/metrics.py, chatbot/collector.py; docs/monitoring.md).
+    metrics_enabled: bool = True
+    metrics_interval_s: int = 30
+    metrics_retention_hours: int = 7 * 24
+    alert_memory_mb: int = 1024
+    alert_cpu_percent: float = 80.0
+    alert_response_time_ms: float = 1000.0
+    alert_retention_days: int = 90
+    alert_webhook_url: str = ""
+    alert_webhook_timeout_s: float = 5.0
+    alert_webhook_retries: int = 3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -204,6 +215,22 @@ class Settings:
             settle_batch_size=_int(env, "SETTLE_BATCH_SIZE", d.settle_batch_size, 1),
             archive_after_days=_int(env, "ARCHIVE_AFTER_DAYS", d.archive_after_days, 1),
             archive_batch_size=_int(env, "ARCHIVE_BATCH_SIZE", d.archive_batch_size, 1),
+            metrics_enabled=_choice(env, "METRICS_ENABLED", "1", ("0", "1")) == "1",
+            metrics_interval_s=_int(env, "METRICS_INTERVAL_S", d.metrics_interval_s, 1),
+            metrics_retention_hours=_int(
+                env, "METRICS_RETENTION_HOURS", d.metrics_retention_hours, 1
+            ),
+            alert_memory_mb=_int(env, "ALERT_MEMORY_MB", d.alert_memory_mb, 1),
+            alert_cpu_percent=_float(env, "ALERT_CPU_PERCENT", d.alert_cpu_percent, 0.0),
+            alert_response_time_ms=_float(
+                env, "ALERT_RESPONSE_TIME_MS", d.alert_response_time_ms, 0.0
+            ),
+            alert_retention_days=_int(env, "ALERT_RETENTION_DAYS", d.alert_retention_days, 1),
+            alert_webhook_url=_str(env, "ALERT_WEBHOOK_URL", d.alert_webhook_url),
+            alert_webhook_timeout_s=_float(
+                env, "ALERT_WEBHOOK_TIMEOUT_S", d.alert_webhook_timeout_s, 0.1
+            ),
+            alert_webhook_retries=_int(env, "ALERT_WEBHOOK_RETRIES", d.alert_webhook_retries, 0),
         )
         return settings.checked()
 

@@ -11,7 +11,7 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 
 # --- system packages ---------------------------------------------------------
 # command -> Debian package providing it
-declare -A wanted=([redis-server]=redis-server [nginx]=nginx)
+declare -A wanted=([redis-server]=redis-server [nginx]=nginx [npm]=npm)
 if [ "${SETUP_BROWSER:-1}" = 1 ]; then wanted[chromium]=chromium; fi
 if [ "${SETUP_BENCH:-0}" = 1 ]; then wanted[wrk]=wrk; fi
 missing=()
@@ -59,4 +59,21 @@ if [ ! -x .build/ferretdb ] || [ "$(cat "$fstamp" 2>/dev/null)" != "$fwant" ]; t
   # -buildvcs=false: no VCS stamping (it fails in some checkouts and adds nothing here).
   (cd devtools/ferretdb && CGO_ENABLED=0 go build -trimpath -buildvcs=false -o ../../.build/ferretdb .)
   echo "$fwant" > "$fstamp"
+fi
+
+# --- the operator dashboard's charting library -------------------------------
+# uPlot, pinned in devtools/dashboard/package-lock.json, from the npm registry; the files
+# the page needs are copied into chatbot/web/dashboard/vendor/ (git-ignored) and served
+# by the app, never from a CDN. Redone only when the lock file changes.
+vendor=chatbot/web/dashboard/vendor
+vstamp=.build/dashboard.sha
+vwant=$(sha256sum devtools/dashboard/package-lock.json | cut -d' ' -f1)
+if [ ! -f "$vendor/uPlot.iife.min.js" ] || [ "$(cat "$vstamp" 2>/dev/null)" != "$vwant" ]; then
+  echo "setup: installing the dashboard's charting library (npm ci)"
+  npm ci --prefix devtools/dashboard --no-audit --no-fund --loglevel=error >/dev/null
+  mkdir -p "$vendor" .build
+  dist=devtools/dashboard/node_modules/uplot
+  cp "$dist/dist/uPlot.iife.min.js" "$dist/dist/uPlot.min.css" "$vendor/"
+  cp "$dist/LICENSE" "$vendor/uPlot.LICENSE"
+  echo "$vwant" > "$vstamp"
 fi

@@ -147,7 +147,7 @@ def service():
 
 
 def init_app(app: Flask) -> None:
-    from chatbot.api import chat, children, docs, worker
+    from chatbot.api import admin, chat, children, docs, worker
 
-    for module in (chat, children, worker, docs):
+    for module in (chat, children, worker, admin, docs):
         app.register_blueprint(module.bp, url_prefix=PREFIX)

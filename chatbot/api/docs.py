@@ -15,12 +15,13 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from chatbot import __version__
-from chatbot.api import PREFIX
+from chatbot.api import PREFIX, admin
 from chatbot.api import schemas as s
 
 bp = Blueprint("docs", __name__)
 
 PARENT, STAFF, NONE = "any", "staff", None
+ADMIN = "admin"
 
 # (method, path, summary, request body or query model, {status: response model}, auth)
 Operation = tuple[str, str, str, type[BaseModel] | None, dict[int, type[BaseModel]], str | None]
@@ -47,6 +48,12 @@ OPERATIONS: list[Operation] = [
     ("get", "/worker/rescreens/overdue", "Children whose re-screen is overdue", s.OverdueQuery,
      {200: s.WorkerChildren}, STAFF),
     ("get", "/worker/stats", "Counts by risk level", None, {200: s.Stats}, STAFF),
+    ("get", "/admin/metrics/current", "Each instance's newest metrics snapshot", None,
+     {200: admin.CurrentMetrics}, ADMIN),
+    ("get", "/admin/metrics/history", "Metrics snapshots over a time range, oldest first",
+     admin.HistoryQuery, {200: admin.MetricsHistory}, ADMIN),
+    ("get", "/admin/alerts", "Open alerts, and past ones over a time range", admin.AlertsQuery,
+     {200: admin.Alerts}, ADMIN),
     ("get", "/openapi.json", "This document", None, {}, NONE),
 ]  # fmt: skip
 

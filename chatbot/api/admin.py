@@ -1,0 +1,234 @@
+"""Admin API for operators: the instances' current metrics, their history, the alerts.
+
+Read from the snapshots and alerts each instance's collector saves (chatbot/collector.py),
+so any instance answers for all of them.
+"""
+
+# ruff: noqa: N815 -- field names follow the API's camelCase JSON, as in schemas.py
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from flask import Blueprint, current_app, jsonify
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from chatbot.api import parse_query
+from chatbot.auth import auth_required
+from chatbot.db.metrics import AlertRepository, MetricsRepository
+from chatbot.errors import ApiError
+from chatbot.extensions import mongo
+
+bp = Blueprint("admin", __name__)
+
+# An instance whose newest snapshot is older than this many intervals is not current.
+CURRENT_INTERVALS = 3
+DEFAULT_HISTORY = timedelta(hours=1)
+MAX_HISTORY = timedelta(days=31)
+DEFAULT_ALERTS = timedelta(days=7)
+
+
+# --- shapes (also the OpenAPI document's) ---------------------------------------------
+
+
+class _Query(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True)
+
+    from_: datetime | None = Field(
+        default=None, alias="from", description="ISO 8601; UTC if no zone"
+    )
+    to: datetime | None = Field(default=None, description="ISO 8601; default now")
+    instance: str | None = Field(default=None, max_length=100)
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            return v.replace(tzinfo=UTC)
+        return v
+
+
+class HistoryQuery(_Query):
+    limit: int = Field(default=2000, ge=1, le=10000, description="newest snapshots kept")
+
+
+class AlertsQuery(_Query):
+    state: Literal["open", "resolved"] | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class WorkerFigures(BaseModel):
+    pid: int
+    rss: int
+    cpu: float
+
+
+class Memory(BaseModel):
+    rss: int = Field(description="bytes, the master and all its processes")
+    maxWorkerRss: int
+    workers: list[WorkerFigures]
+
+
+class Cpu(BaseModel):
+    percent: float = Field(description="share of the whole machine over the interval")
+    cores: int
+
+
+class ResponseTime(BaseModel):
+    average: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class CacheTier(BaseModel):
+    hits: int
+    misses: int
+    errors: int
+    hitRate: float | None
+
+
+class Calls(BaseModel):
+    calls: int
+    errors: int
+    averageMs: float | None
+
+
+class Totals(BaseModel):
+    requests: int
+    errors: int
+
+
+class Snapshot(BaseModel):
+    id: str
+    timestamp: datetime
+    instance: str
+    intervalSeconds: float
+    uptime: float
+    memory: Memory
+    cpu: Cpu
+    activeConnections: int
+    requestCount: int
+    errorCount: int
+    clientErrorCount: int
+    serverErrorCount: int
+    errorsByStatus: dict[str, int]
+    throughput: float
+    responseTime: ResponseTime
+    cache: dict[str, CacheTier]
+    mongodb: Calls
+    redis: Calls
+    shed: dict[str, int]
+    totals: Totals
+
+
+class CurrentMetrics(BaseModel):
+    generatedAt: datetime
+    intervalSeconds: int
+    instances: list[Snapshot]
+    total: dict[str, float | int | None]
+
+
+class MetricsHistory(BaseModel):
+    start: datetime = Field(alias="from")
+    to: datetime
+    snapshots: list[Snapshot]
+
+
+class Alert(BaseModel):
+    id: str
+    kind: Literal["high_memory_usage", "high_cpu_usage", "high_response_time"]
+    instance: str
+    state: Literal["open", "resolved"]
+    openedAt: datetime
+    lastSeenAt: datetime
+    resolvedAt: datetime | None = None
+    value: float | None
+    peak: float | None = None
+    clearedValue: float | None = None
+    threshold: float
+    message: str
+    details: dict
+
+
+class Alerts(BaseModel):
+    alerts: list[Alert]
+
+
+# --- views ------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@bp.get("/admin/metrics/current")
+@auth_required("admin")
+def current_metrics() -> ResponseReturnValue:
+    """The newest snapshot of every instance that reported lately, and their sum."""
+    interval = current_app.config["SETTINGS"].metrics_interval_s
+    now = _now()
+    since = now - timedelta(seconds=CURRENT_INTERVALS * interval + 5)
+    instances = MetricsRepository(mongo.db).latest_per_instance(since)
+    return jsonify(
+        generatedAt=now, intervalSeconds=interval, instances=instances, total=_total(instances)
+    )
+
+
+def _total(instances: list[dict]) -> dict[str, float | int | None]:
+    """The instances added up (response times: the slowest instance's)."""
+
+    def slowest(key: str) -> float | None:
+        values = [i["responseTime"][key] for i in instances if i["responseTime"][key] is not None]
+        return max(values, default=None)
+
+    return {
+        "instances": len(instances),
+        "requestCount": sum(i["requestCount"] for i in instances),
+        "errorCount": sum(i["errorCount"] for i in instances),
+        "throughput": round(sum(i["throughput"] for i in instances), 3),
+        "activeConnections": sum(i["activeConnections"] for i in instances),
+        "rss": sum(i["memory"]["rss"] for i in instances),
+        "p95": slowest("p95"),
+        "average": slowest("average"),
+    }
+
+
+def _window(query: _Query) -> tuple[datetime, datetime]:
+    end = query.to or _now()
+    start = query.from_ or end - DEFAULT_HISTORY
+    if start > end:
+        raise ApiError("'from' must be before 'to'.", code="validation_error")
+    if end - start > MAX_HISTORY:
+        raise ApiError("Ask for at most 31 days at once.", code="validation_error")
+    return start, end
+
+
+@bp.get("/admin/metrics/history")
+@auth_required("admin")
+def metrics_history() -> ResponseReturnValue:
+    """Snapshots between `from` and `to` (default: the last hour), oldest first."""
+    query = parse_query(HistoryQuery)
+    start, end = _window(query)
+    snapshots = MetricsRepository(mongo.db).history(start, end, query.instance, query.limit)
+    return jsonify({"from": start, "to": end, "snapshots": snapshots})
+
+
+@bp.get("/admin/alerts")
+@auth_required("admin")
+def alerts() -> ResponseReturnValue:
+    """Alerts newest first: open ones (any age), and resolved ones opened in the window
+    (default: the last 7 days); `state` picks one of the two."""
+    query = parse_query(AlertsQuery)
+    repo = AlertRepository(mongo.db)
+    if query.state == "open":
+        found = repo.list("open", query.from_, query.to, query.instance, query.limit)
+        return jsonify(alerts=found)
+    start = query.from_ or (query.to or _now()) - DEFAULT_ALERTS
+    found = repo.list("resolved", start, query.to, query.instance, query.limit)
+    if query.state is None:  # both: every open one, then the window's resolved ones
+        found = repo.list("open", None, None, query.instance, query.limit) + found
+        found.sort(key=lambda a: a["openedAt"], reverse=True)
+    return jsonify(alerts=found[: query.limit])

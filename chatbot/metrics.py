@@ -1,0 +1,488 @@
+"""Request, cache, database and process metrics in the Prometheus format, across gunicorn workers.
+
+Every worker process writes its figures to files in `PROMETHEUS_MULTIPROC_DIR`
+(prometheus_client's multiprocess mode, one directory per instance); `/metrics` and the
+instance's collector (chatbot/collector.py) add up the files of all its workers.
+prometheus_client decides at import time whether to use such files, so it is imported
+only inside functions here: gunicorn's master sets the directory first (`on_starting`).
+Without the directory (tests, `flask run`) the figures are those of the one process.
+
+See docs/monitoring.md for the metric names, the scrape configuration and the costs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from flask import Blueprint, Flask, Response, request
+from flask.typing import ResponseReturnValue
+
+log = logging.getLogger(__name__)
+
+ENV_DIR = "PROMETHEUS_MULTIPROC_DIR"
+UNMATCHED = "<unmatched>"
+CACHE_TIERS = ("memory", "redis", "response")
+CACHE_OUTCOMES = ("hit", "miss", "error")
+# Refusals the app itself makes under overload or outage (nginx's own 503s never reach
+# it: they are in nginx's access log with an empty upstream_status).
+SHED_REASONS = {429: "rate_limited", 503: "unavailable"}
+# Per-route response time (seconds): coarse, for dashboards and per-route alerts.
+ROUTE_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+# All requests of the instance, for its percentiles: bounds 10 % apart from 0.5 ms to
+# about 60 s, so a percentile interpolated inside a bucket is off by less than 10 %.
+PERCENTILE_BUCKETS = tuple(round(0.0005 * 1.1**i, 7) for i in range(124))
+# How often each worker samples its own memory and CPU.
+PROCESS_SAMPLE_S = 5.0
+
+
+class _Metrics:
+    """The process's metric objects, made once (prometheus_client registers them globally)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        self.requests = Counter(
+            "chatbot_http_requests_total",
+            "Requests answered, by route (the URL rule), method and status code.",
+            ["route", "method", "status"],
+        )
+        self.duration = Histogram(
+            "chatbot_http_request_duration_seconds",
+            "Time from routing to the response leaving the app, by route and method.",
+            ["route", "method"],
+            buckets=ROUTE_BUCKETS,
+        )
+        self.response_time = Histogram(
+            "chatbot_http_response_time_seconds",
+            "The same time for every request, in fine buckets (the instance's percentiles).",
+            buckets=PERCENTILE_BUCKETS,
+        )
+        self.in_flight = Gauge(
+            "chatbot_http_requests_in_flight",
+            "Requests being served now, by route (summed over live workers).",
+            ["route"],
+            multiprocess_mode="livesum",
+        )
+        self.shed = Counter(
+            "chatbot_http_shed_total",
+            "Requests the app refused under load or outage: rate_limited (429), unavailable (503).",
+            ["reason"],
+        )
+        self.queue = Histogram(
+            "chatbot_http_request_queue_seconds",
+            "Time between nginx receiving a request and the app starting it "
+            "(only when nginx sends X-Request-Start).",
+            buckets=ROUTE_BUCKETS,
+        )
+        self.cache = Counter(
+            "chatbot_cache_requests_total",
+            "Cache look-ups by tier (memory, redis, response) and outcome (hit, miss, error).",
+            ["tier", "outcome"],
+        )
+        self.mongo = Histogram(
+            "chatbot_mongodb_command_duration_seconds",
+            "MongoDB command round trips (PyMongo command monitoring), by command.",
+            ["command"],
+            buckets=ROUTE_BUCKETS,
+        )
+        self.mongo_errors = Counter(
+            "chatbot_mongodb_command_errors_total",
+            "MongoDB commands that failed, by command and error code name.",
+            ["command", "error"],
+        )
+        self.redis = Histogram(
+            "chatbot_redis_call_duration_seconds",
+            "Redis round trips (a command and its reply; a pipeline counts once).",
+            buckets=ROUTE_BUCKETS,
+        )
+        self.redis_errors = Counter(
+            "chatbot_redis_errors_total",
+            "Redis calls that failed, by exception class.",
+            ["error"],
+        )
+        # Process gauges: psutil samples, since prometheus_client's own process
+        # collector does not work in multiprocess mode. liveall keeps one series per
+        # live worker (a `pid` label is added); a dead worker's series go at its exit.
+        self.rss = Gauge(
+            "chatbot_process_resident_memory_bytes",
+            "Resident memory of each worker process.",
+            multiprocess_mode="liveall",
+        )
+        self.cpu = Gauge(
+            "chatbot_process_cpu_percent",
+            "CPU of each worker over the last sample, in % of one core.",
+            multiprocess_mode="liveall",
+        )
+        self.uptime = Gauge(
+            "chatbot_process_uptime_seconds",
+            "Seconds since each worker process started.",
+            multiprocess_mode="liveall",
+        )
+        self.instance_rss = Gauge(
+            "chatbot_instance_workers_resident_memory_bytes",
+            "Resident memory of all live workers together.",
+            multiprocess_mode="livesum",
+        )
+        self.workers = Gauge(
+            "chatbot_instance_workers",
+            "Live worker processes.",
+            multiprocess_mode="livesum",
+        )
+        self.started = Gauge(
+            "chatbot_instance_start_time_seconds",
+            "When the instance (its gunicorn master) started, Unix time.",
+            multiprocess_mode="livemax",
+        )
+        # Label children are looked up once: .labels() costs more than the increment.
+        self._children: dict[Any, Any] = {}
+        self._cache = {
+            (tier, outcome): self.cache.labels(tier, outcome)
+            for tier in CACHE_TIERS
+            for outcome in CACHE_OUTCOMES
+        }
+        self._sampler_pid = 0
+        self._lock = threading.Lock()
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def ensure_sampler(self) -> None:
+        """Start this process's memory/CPU sampler once (gunicorn forks workers after import)."""
+        pid = os.getpid()
+        if self._sampler_pid == pid:
+            return
+        with self._lock:
+            if self._sampler_pid == pid:
+                return
+            self._sampler_pid = pid
+            threading.Thread(
+                target=self._sample_forever, name="metrics-sampler", daemon=True
+            ).start()
+
+    def _sample_forever(self) -> None:
+        process = psutil.Process()
+        process.cpu_percent(None)  # the first call only starts the measurement
+        self.workers.set(1)
+        try:
+            self.started.set(psutil.Process(os.getppid()).create_time())
+        except psutil.Error:
+            self.started.set(process.create_time())
+        while True:
+            try:
+                rss = process.memory_info().rss
+                self.rss.set(rss)
+                self.instance_rss.set(rss)
+                self.cpu.set(process.cpu_percent(None))
+                self.uptime.set(time.time() - process.create_time())
+            except Exception:  # a sampler must never die of one bad sample
+                log.debug("process sample failed", exc_info=True)
+            time.sleep(PROCESS_SAMPLE_S)
+
+
+_metrics: _Metrics | None = None
+_made = threading.Lock()
+
+
+def _get() -> _Metrics:
+    global _metrics
+    if _metrics is None:
+        with _made:
+            if _metrics is None:
+                _metrics = _Metrics()
+    return _metrics
+
+
+def record_cache(tier: str, outcome: str) -> None:
+    """Count one cache look-up: tier memory/redis/response, outcome hit/miss/error.
+
+    Cheap, thread-safe, and a no-op until the app enabled metrics (or for unknown names).
+    """
+    m = _metrics
+    if m is None:
+        return
+    child = m._cache.get((tier, outcome))
+    if child is not None:
+        child.inc()
+
+
+# --- requests -----------------------------------------------------------------
+
+_STATE = "chatbot.metrics"
+
+
+def _request_started() -> None:
+    m = _metrics
+    if m is None:
+        return
+    m.ensure_sampler()
+    rule = request.url_rule
+    route = rule.rule if rule is not None else UNMATCHED
+    request.environ[_STATE] = (time.perf_counter(), route)
+    m.child(m.in_flight, route).inc()
+    started = request.headers.get("X-Request-Start")
+    if started:
+        _observe_queue(m, started)
+
+
+def _observe_queue(m: _Metrics, header: str) -> None:
+    """X-Request-Start: "t=<seconds since the epoch, with milliseconds>" (nginx's $msec)."""
+    try:
+        waited = time.time() - float(header.removeprefix("t="))
+    except ValueError:
+        return
+    if 0 <= waited < 3600:
+        m.queue.observe(waited)
+
+
+def _request_finished(response: Response) -> Response:
+    _record(request.environ.pop(_STATE, None), response.status_code)
+    return response
+
+
+def _request_torn_down(_exc: BaseException | None) -> None:
+    # Only when after_request never ran (an exception escaped every handler).
+    _record(request.environ.pop(_STATE, None), 500)
+
+
+def _record(state: tuple[float, str] | None, status: int) -> None:
+    m = _metrics
+    if state is None or m is None:
+        return
+    started, route = state
+    seconds = time.perf_counter() - started
+    method = request.method
+    m.child(m.in_flight, route).dec()
+    m.child(m.requests, route, method, str(status)).inc()
+    m.child(m.duration, route, method).observe(seconds)
+    m.response_time.observe(seconds)
+    reason = SHED_REASONS.get(status)
+    if reason:
+        m.child(m.shed, reason).inc()
+
+
+# --- MongoDB and Redis -----------------------------------------------------------
+
+
+def _mongo_observed(command: str, seconds: float, error: str | None) -> None:
+    m = _metrics
+    if m is None:
+        return
+    m.child(m.mongo, command).observe(seconds)
+    if error is not None:
+        m.child(m.mongo_errors, command, error).inc()
+
+
+def _redis_observed(seconds: float, error: BaseException | None) -> None:
+    m = _metrics
+    if m is None:
+        return
+    if error is None:
+        m.redis.observe(seconds)
+    else:
+        m.child(m.redis_errors, type(error).__name__).inc()
+
+
+_hooked = False
+
+
+def _hook_clients() -> None:
+    """Watch the process's MongoDB and Redis clients (once per process)."""
+    global _hooked
+    if _hooked:
+        return
+    from chatbot.db.metrics import CommandTimer
+    from chatbot.extensions import mongo
+    from chatbot.redis_store import BreakerConnection
+
+    mongo.add_listener(CommandTimer(_mongo_observed))
+    BreakerConnection.observer = staticmethod(_redis_observed)  # type: ignore[assignment]
+    _hooked = True
+
+
+# --- /metrics ------------------------------------------------------------------
+
+bp = Blueprint("metrics", __name__)
+_LOOPBACK = ("127.0.0.1", "::1")
+
+
+def _direct_from_loopback() -> bool:
+    """A client on this host talking to gunicorn directly, not through nginx.
+
+    nginx always adds X-Forwarded-For; ProxyFix keeps the real peer address aside.
+    """
+    environ = request.environ
+    if "HTTP_X_FORWARDED_FOR" in environ:
+        return False
+    peer = environ.get("werkzeug.proxy_fix.orig", {}).get("REMOTE_ADDR", environ.get("REMOTE_ADDR"))
+    return peer in _LOOPBACK
+
+
+@bp.get("/metrics")
+def metrics() -> ResponseReturnValue:
+    """The instance's metrics in the Prometheus text format, for operators only.
+
+    Answered to a client on the same host that talks to the instance directly (a
+    Prometheus or agent scraping 127.0.0.1:<port>), or to an admin token (then from any
+    one instance, the one named by X-Instance-Id).
+    """
+    if "Authorization" in request.headers or not _direct_from_loopback():
+        from chatbot.auth import auth_required
+
+        auth_required("admin")(lambda: None)()
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+    registry = REGISTRY
+    path = os.environ.get(ENV_DIR)
+    if path and os.path.isdir(path):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path)
+    response = Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def init_app(app: Flask, enabled: bool = True) -> None:
+    """Count every request of `app`; serve /metrics. Disabled: /metrics answers 404."""
+    if not enabled:
+        return
+    m = _get()
+    _hook_clients()
+    if os.environ.get(ENV_DIR):  # a gunicorn worker: report memory and CPU even when idle
+        m.ensure_sampler()
+    # First before_request: a request refused by an earlier hook (the rate limiter's
+    # 429) is still counted. Inserted at 0 of after_request: it runs last, after
+    # compression. teardown catches a request whose after_request never ran.
+    app.before_request_funcs.setdefault(None, []).insert(0, _request_started)
+    app.after_request_funcs.setdefault(None, []).insert(0, _request_finished)
+    app.teardown_request(_request_torn_down)
+    app.register_blueprint(bp)
+
+
+# --- gunicorn hooks (see gunicorn.conf.py) ---------------------------------------
+
+
+def _enabled_from_env() -> bool:
+    return os.environ.get("METRICS_ENABLED", "1").strip() != "0"
+
+
+def default_dir(instance_id: str, bind: list[str]) -> str:
+    """A directory of this instance's own: its id and listening address."""
+    where = re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(bind))
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", instance_id)
+    return os.path.join(tempfile.gettempdir(), "chatbot-metrics", f"{name}-{where}")
+
+
+_own_dir = ""  # the directory on_starting chose (not the operator's)
+
+
+def on_starting(server: Any) -> None:
+    """Master, before any worker: choose the instance's metrics directory and empty it.
+
+    Must run before prometheus_client is imported anywhere (it reads the variable at
+    import); the workers inherit it. An operator may set PROMETHEUS_MULTIPROC_DIR
+    (one directory per instance, never shared).
+    """
+    if not _enabled_from_env():
+        return
+    if "prometheus_client" in sys.modules:
+        server.log.warning(
+            "prometheus_client was imported before on_starting: metrics stay per process"
+        )
+    global _own_dir
+    path = os.environ.get(ENV_DIR)
+    if not path:
+        path = _own_dir = default_dir(os.environ.get("INSTANCE_ID", "local"), list(server.cfg.bind))
+    os.environ[ENV_DIR] = path
+    # The figures of a previous run (or a crashed one) would be added to this one's.
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Master, after a worker exited: drop its live gauges (in flight, memory, CPU).
+
+    Its counters and histograms stay: totals never go backwards.
+    """
+    path = os.environ.get(ENV_DIR)
+    if path and os.path.isdir(path):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, path)
+
+
+_collector: subprocess.Popen | None = None
+
+
+def start_collector(server: Any) -> None:
+    """Master, once ready: start the instance's one snapshot collector (chatbot/collector.py).
+
+    A process of its own, not a thread in the master: the master forks workers, and a
+    thread holding a lock (PyMongo's, logging's) at a fork can deadlock the child.
+    It exits by itself when the master is gone. It is not restarted if killed: it
+    catches its own errors, so only a signal ends it (restart the instance then).
+    """
+    global _collector
+    if not _enabled_from_env() or not os.environ.get(ENV_DIR):
+        return
+    if _collector is not None and _collector.poll() is None:
+        return
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    _collector = subprocess.Popen(
+        [sys.executable, "-m", "chatbot.collector", "--master-pid", str(os.getpid())],
+        env=env,
+        cwd=root,
+    )
+    server.log.info("metrics collector started (pid %s)", _collector.pid)
+
+
+def on_exit(server: Any) -> None:
+    """Master, at shutdown: stop the collector, remove the default directory.
+
+    An operator's own PROMETHEUS_MULTIPROC_DIR is left in place (emptied at next start).
+    """
+    if _collector is not None and _collector.poll() is None:
+        _collector.terminate()
+        try:
+            _collector.wait(5)
+        except subprocess.TimeoutExpired:
+            _collector.kill()
+    if _own_dir:
+        shutil.rmtree(_own_dir, ignore_errors=True)
