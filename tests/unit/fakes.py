@@ -1,11 +1,27 @@
-"""An in-memory Store for unit tests of the pure engine (repositories are tested for real)."""
+"""An in-memory Store for unit tests of the pure engine (repositories are tested for real).
+
+It keeps the Store contract (chatbot/screening/store.py): tests/integration/
+test_store_contract.py runs the same cases against it and the MongoDB-backed store.
+"""
 
 from __future__ import annotations
 
+import copy
 import itertools
 from typing import Any
 
 from chatbot.screening.bank import Bank, shipped_bank
+
+SUMMARY = (
+    "bracket",
+    "category",
+    "riskLevel",
+    "yesCount",
+    "itemCount",
+    "nextAction",
+    "nextDueAt",
+    "completedAt",
+)
 
 
 class FakeStore:
@@ -15,20 +31,24 @@ class FakeStore:
         self.questionnaires: dict[str, dict[str, Any]] = {}
         self._ids = (f"id{n}" for n in itertools.count(1))
 
+    def _in_progress(self, questionnaire_id: str) -> dict[str, Any] | None:
+        q = self.questionnaires.get(questionnaire_id)
+        return q if q is not None and q["status"] == "in_progress" else None
+
     def set_user(self, user_id: str, **fields: Any) -> None:
         self.users.setdefault(user_id, {}).update(fields)
 
     def list_children(self, user_id: str) -> list[dict[str, Any]]:
-        return [dict(c) for c in self.children.values() if c["userId"] == user_id]
+        return [copy.deepcopy(c) for c in self.children.values() if c["userId"] == user_id]
 
     def get_child(self, user_id: str, child_id: str) -> dict[str, Any] | None:
         child = self.children.get(child_id)
-        return dict(child) if child and child["userId"] == user_id else None
+        return copy.deepcopy(child) if child and child["userId"] == user_id else None
 
     def add_child(self, user_id: str, **fields: Any) -> dict[str, Any]:
         child = {"id": next(self._ids), "userId": user_id, "lastScreening": None, **fields}
         self.children[child["id"]] = child
-        return dict(child)
+        return copy.deepcopy(child)
 
     def in_progress(self, user_id: str) -> dict[str, Any] | None:
         found = [
@@ -36,38 +56,37 @@ class FakeStore:
             for q in self.questionnaires.values()
             if q["userId"] == user_id and q["status"] == "in_progress"
         ]
-        return dict(found[-1]) if found else None
+        newest = max(found, key=lambda q: q["startedAt"], default=None)
+        return copy.deepcopy(newest)
 
     def get_questionnaire(self, questionnaire_id: str) -> dict[str, Any] | None:
-        q = self.questionnaires.get(questionnaire_id)
-        return {**q, "answers": list(q["answers"])} if q else None
+        return copy.deepcopy(self.questionnaires.get(questionnaire_id))
 
     def start_questionnaire(self, doc: dict[str, Any]) -> dict[str, Any]:
-        q = {**doc, "id": next(self._ids), "status": "in_progress"}
+        q = {**copy.deepcopy(doc), "id": next(self._ids), "status": "in_progress"}
         self.questionnaires[q["id"]] = q
-        return dict(q)
+        return copy.deepcopy(q)
 
     def save_answers(self, questionnaire_id: str, answers: list[dict[str, Any]]) -> None:
-        self.questionnaires[questionnaire_id]["answers"] = list(answers)
+        q = self._in_progress(questionnaire_id)
+        if q is not None:
+            q["answers"] = copy.deepcopy(answers)
 
     def complete_questionnaire(self, questionnaire_id: str, **fields: Any) -> None:
+        q = self._in_progress(questionnaire_id)
+        if q is not None:
+            q.update(copy.deepcopy(fields), status="completed")
         q = self.questionnaires[questionnaire_id]
-        q.update(fields, status="completed")
-        self.children[q["childId"]]["lastScreening"] = {
-            k: q[k]
-            for k in (
-                "category",
-                "riskLevel",
-                "yesCount",
-                "itemCount",
-                "nextAction",
-                "nextDueAt",
-                "completedAt",
-            )
-        }
+        if q["status"] == "completed":  # a repeat writes the same summary again
+            self.children[q["childId"]]["lastScreening"] = {
+                "questionnaireId": questionnaire_id,
+                **{k: q[k] for k in SUMMARY},
+            }
 
     def abandon_questionnaire(self, questionnaire_id: str) -> None:
-        self.questionnaires[questionnaire_id]["status"] = "abandoned"
+        q = self._in_progress(questionnaire_id)
+        if q is not None:
+            q["status"] = "abandoned"
 
     def abandon_in_progress(self, user_id: str) -> None:
         for q in self.questionnaires.values():
@@ -80,7 +99,7 @@ class FakeStore:
             for q in self.questionnaires.values()
             if q["childId"] == child_id and q["status"] == "completed"
         ]
-        return dict(done[-1]) if done else None
+        return copy.deepcopy(max(done, key=lambda q: q["completedAt"], default=None))
 
 
 class ShippedBanks:
