@@ -7,11 +7,16 @@ prometheus_client decides at import time whether to use such files, so it is imp
 only inside functions here: gunicorn's master sets the directory first (`on_starting`).
 Without the directory (tests, `flask run`) the figures are those of the one process.
 
+The request path only adds to dicts under one lock; each worker's sampler thread writes
+the sums to the files every second (and at exit), so /metrics and the collector see a
+worker's figures at most a second late.
+
 See docs/monitoring.md for the metric names, the scrape configuration and the costs.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
@@ -21,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +65,9 @@ ROUTE_BUCKETS = (
 # All requests of the instance, for its percentiles: bounds 10 % apart from 0.5 ms to
 # about 60 s, so a percentile interpolated inside a bucket is off by less than 10 %.
 PERCENTILE_BUCKETS = tuple(round(0.0005 * 1.1**i, 7) for i in range(124))
-# How often each worker samples its own memory and CPU.
+# How often each worker writes what it recorded to the metric files, and how often it
+# samples its own memory and CPU.
+FLUSH_S = 1.0
 PROCESS_SAMPLE_S = 5.0
 
 
@@ -168,6 +176,14 @@ class _Metrics:
             for tier in CACHE_TIERS
             for outcome in CACHE_OUTCOMES
         }
+        # What was recorded since the last flush, in plain Python: the request path
+        # takes one lock and adds to dicts; the sampler thread writes the sums to the
+        # metric files every FLUSH_S (a file write costs several times a dict update,
+        # and prometheus_client's multiprocess values share one lock per process).
+        self._pending = threading.Lock()
+        self._counts: dict[Any, float] = {}  # counter or gauge child -> amount
+        self._observed: dict[Any, list[float]] = {}  # histogram child -> [per bucket..., sum]
+        self._flushing = threading.Lock()
         self._sampler_pid = 0
         self._lock = threading.Lock()
 
@@ -178,8 +194,66 @@ class _Metrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
+    def add(self, child: Any, amount: float = 1.0) -> None:
+        """Add `amount` to a counter or gauge child, at the next flush."""
+        with self._pending:
+            self._counts[child] = self._counts.get(child, 0.0) + amount
+
+    def observe(self, histogram: Any, seconds: float) -> None:
+        """Observe `seconds` in a histogram (or histogram child), at the next flush."""
+        bucket = bisect_left(histogram._upper_bounds, seconds)
+        with self._pending:
+            self._observe(histogram, bucket, seconds)
+
+    def _observe(self, histogram: Any, bucket: int, seconds: float) -> None:
+        row = self._observed.get(histogram)
+        if row is None:
+            row = self._observed[histogram] = [0.0] * (len(histogram._upper_bounds) + 1)
+        row[bucket] += 1
+        row[-1] += seconds
+
+    def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Everything one finished request adds, under one lock."""
+        total = self.child(self.requests, route, method, str(status))
+        flight = self.child(self.in_flight, route)
+        duration = self.child(self.duration, route, method)
+        fine = self.response_time
+        reason = SHED_REASONS.get(status)
+        shed = self.child(self.shed, reason) if reason else None
+        coarse_bucket = bisect_left(duration._upper_bounds, seconds)
+        fine_bucket = bisect_left(fine._upper_bounds, seconds)
+        with self._pending:
+            counts = self._counts  # read under the lock: flush() swaps it
+            counts[total] = counts.get(total, 0.0) + 1
+            counts[flight] = counts.get(flight, 0.0) - 1
+            if shed is not None:
+                counts[shed] = counts.get(shed, 0.0) + 1
+            self._observe(duration, coarse_bucket, seconds)
+            self._observe(fine, fine_bucket, seconds)
+
+    def flush(self) -> None:
+        """Write what was recorded since the last flush to the metric files (or memory).
+
+        Histograms are added to bucket by bucket, as observe() would have: this relies
+        on prometheus_client's Histogram internals (_upper_bounds, _buckets, _sum) of the
+        pinned version; tests/integration/test_metrics.py checks the result.
+        """
+        with self._flushing:
+            with self._pending:
+                counts, self._counts = self._counts, {}
+                observed, self._observed = self._observed, {}
+            for child, amount in counts.items():
+                if amount:
+                    child.inc(amount)
+            for histogram, row in observed.items():
+                for value, n in zip(histogram._buckets, row, strict=False):
+                    if n:
+                        value.inc(n)
+                histogram._sum.inc(row[-1])
+
     def ensure_sampler(self) -> None:
-        """Start this process's memory/CPU sampler once (gunicorn forks workers after import)."""
+        """Start this process's flusher and memory/CPU sampler once (gunicorn forks
+        workers after import), and flush once more when the process exits."""
         pid = os.getpid()
         if self._sampler_pid == pid:
             return
@@ -187,6 +261,7 @@ class _Metrics:
             if self._sampler_pid == pid:
                 return
             self._sampler_pid = pid
+            atexit.register(self.flush)
             threading.Thread(
                 target=self._sample_forever, name="metrics-sampler", daemon=True
             ).start()
@@ -199,16 +274,21 @@ class _Metrics:
             self.started.set(psutil.Process(os.getppid()).create_time())
         except psutil.Error:
             self.started.set(process.create_time())
+        sampled = 0.0
         while True:
             try:
-                rss = process.memory_info().rss
-                self.rss.set(rss)
-                self.instance_rss.set(rss)
-                self.cpu.set(process.cpu_percent(None))
-                self.uptime.set(time.time() - process.create_time())
+                self.flush()
+                now = time.monotonic()
+                if now - sampled >= PROCESS_SAMPLE_S:
+                    sampled = now
+                    rss = process.memory_info().rss
+                    self.rss.set(rss)
+                    self.instance_rss.set(rss)
+                    self.cpu.set(process.cpu_percent(None))
+                    self.uptime.set(time.time() - process.create_time())
             except Exception:  # a sampler must never die of one bad sample
-                log.debug("process sample failed", exc_info=True)
-            time.sleep(PROCESS_SAMPLE_S)
+                log.debug("metrics flush or sample failed", exc_info=True)
+            time.sleep(FLUSH_S)
 
 
 _metrics: _Metrics | None = None
@@ -234,7 +314,7 @@ def record_cache(tier: str, outcome: str) -> None:
         return
     child = m._cache.get((tier, outcome))
     if child is not None:
-        child.inc()
+        m.add(child)
 
 
 # --- requests -----------------------------------------------------------------
@@ -250,7 +330,7 @@ def _request_started() -> None:
     rule = request.url_rule
     route = rule.rule if rule is not None else UNMATCHED
     request.environ[_STATE] = (time.perf_counter(), route)
-    m.child(m.in_flight, route).inc()
+    m.add(m.child(m.in_flight, route))
     started = request.headers.get("X-Request-Start")
     if started:
         _observe_queue(m, started)
@@ -263,7 +343,7 @@ def _observe_queue(m: _Metrics, header: str) -> None:
     except ValueError:
         return
     if 0 <= waited < 3600:
-        m.queue.observe(waited)
+        m.observe(m.queue, waited)
 
 
 def _request_finished(response: Response) -> Response:
@@ -281,15 +361,7 @@ def _record(state: tuple[float, str] | None, status: int) -> None:
     if state is None or m is None:
         return
     started, route = state
-    seconds = time.perf_counter() - started
-    method = request.method
-    m.child(m.in_flight, route).dec()
-    m.child(m.requests, route, method, str(status)).inc()
-    m.child(m.duration, route, method).observe(seconds)
-    m.response_time.observe(seconds)
-    reason = SHED_REASONS.get(status)
-    if reason:
-        m.child(m.shed, reason).inc()
+    m.request_done(route, request.method, status, time.perf_counter() - started)
 
 
 # --- MongoDB and Redis -----------------------------------------------------------
@@ -299,9 +371,9 @@ def _mongo_observed(command: str, seconds: float, error: str | None) -> None:
     m = _metrics
     if m is None:
         return
-    m.child(m.mongo, command).observe(seconds)
+    m.observe(m.child(m.mongo, command), seconds)
     if error is not None:
-        m.child(m.mongo_errors, command, error).inc()
+        m.add(m.child(m.mongo_errors, command, error))
 
 
 def _redis_observed(seconds: float, error: BaseException | None) -> None:
@@ -309,9 +381,9 @@ def _redis_observed(seconds: float, error: BaseException | None) -> None:
     if m is None:
         return
     if error is None:
-        m.redis.observe(seconds)
+        m.observe(m.redis, seconds)
     else:
-        m.child(m.redis_errors, type(error).__name__).inc()
+        m.add(m.child(m.redis_errors, type(error).__name__))
 
 
 _hooked = False
@@ -363,6 +435,8 @@ def metrics() -> ResponseReturnValue:
         auth_required("admin")(lambda: None)()
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
+    if _metrics is not None:  # this worker's own latest figures (the others' are <= 1 s old)
+        _metrics.flush()
     registry = REGISTRY
     path = os.environ.get(ENV_DIR)
     if path and os.path.isdir(path):

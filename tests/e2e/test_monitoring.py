@@ -186,7 +186,9 @@ def test_metrics_agree_with_the_requests_sent(instance):
     sent = dict(instance.sent)
     assert sent[404] == 40 and sent[401] == 16
 
-    # The instance's own /metrics (a scrape on its loopback port: no token).
+    # The instance's own /metrics (a scrape on its loopback port: no token), once every
+    # worker has written its figures (each does every second).
+    time.sleep(1.5)
     text = instance.get("/metrics").body.decode()
     total = 0.0
     errors: dict[str, float] = {}
@@ -275,8 +277,8 @@ def test_a_dead_workers_live_gauges_are_dropped(instance):
         )
     )
     wait_for(lambda: not list(path.glob(f"gauge_live*_{victim.pid}.db")))
-    # Its counters stay: totals never go back.
-    assert list(path.glob(f"counter_{victim.pid}.db"))
+    # Its counters and histograms stay: totals never go back.
+    assert list(path.glob(f"histogram_{victim.pid}.db"))
 
     def live_workers() -> float:
         for line in instance.get("/metrics").body.decode().splitlines():
