@@ -10,10 +10,14 @@ unexpected exceptions are converted here. A 5xx body never carries exception tex
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+from functools import cache
+from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, current_app, g, jsonify
+from flask import Flask, Response, current_app, g, has_request_context, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -70,9 +74,60 @@ class ServiceUnavailableError(ApiError):
     code = "service_unavailable"
 
 
+# Messages are raised in English; chatbot/data/api_errors.json words them in the
+# user's other languages, keyed by the English text ({placeholders} for what varies).
+MESSAGES_FILE = Path(__file__).resolve().parent / "data" / "api_errors.json"
+RAISED_IN = "en"
+
+
+def _pattern(english: str) -> re.Pattern[str]:
+    """The literal text, each {name} a named group: "No such {what}." matches "No such child."."""
+    parts = re.split(r"(\{\w+\})", english)
+    return re.compile(
+        "".join(f"(?P<{p[1:-1]}>.+?)" if p.startswith("{") else re.escape(p) for p in parts)
+    )
+
+
+@cache
+def _catalogue() -> tuple[list[tuple[re.Pattern[str], dict[str, str]]], dict[str, dict]]:
+    data = json.loads(MESSAGES_FILE.read_text(encoding="utf-8"))
+    patterns = [(_pattern(english), wordings) for english, wordings in data["messages"].items()]
+    return patterns, data["codes"]
+
+
+def message_language() -> str:
+    """The signed-in user's language, else the best of the request's Accept-Language."""
+    if not has_request_context():
+        return RAISED_IN
+    user = g.get("user")
+    if user and user.get("language"):
+        return user["language"]
+    offered = [RAISED_IN, *{lang for _, w in _catalogue()[0] for lang in w}]
+    return request.accept_languages.best_match(offered) or RAISED_IN
+
+
+def localise(message: str, code: str | None = None) -> tuple[str, str]:
+    """(language, message) in the user's language when the catalogue has it, else as
+    raised. `code` words a message we did not write (werkzeug's) by its code."""
+    language = message_language()
+    if language == RAISED_IN:
+        return RAISED_IN, message
+    patterns, codes = _catalogue()
+    for pattern, wordings in patterns:
+        found = pattern.fullmatch(message)
+        if found and language in wordings:
+            return language, wordings[language].format(**found.groupdict())
+    if code is not None and language in codes.get(code, {}):
+        return language, codes[code][language]
+    return RAISED_IN, message
+
+
 def error_response(
-    status: int, code: str, message: str, details: Any = None
+    status: int, code: str, message: str, details: Any = None, *, ours: bool = True
 ) -> ResponseReturnValue:
+    """The envelope; the message in the user's language (Content-Language says which).
+    `ours` False: a message we did not write, worded by its code when not known."""
+    language, message = localise(message, None if ours else code)
     body: dict[str, Any] = {
         "code": code,
         "message": message,
@@ -80,7 +135,9 @@ def error_response(
     }
     if details is not None:
         body["details"] = details
-    return jsonify(error=body), status
+    response = jsonify(error=body)
+    response.headers["Content-Language"] = language
+    return response, status
 
 
 def handle_api_error(exc: ApiError, logged: bool = False) -> ResponseReturnValue:
@@ -101,7 +158,7 @@ def handle_http_exception(exc: HTTPException) -> ResponseReturnValue:
     if status >= 500:
         message = exc.name
     response = exc.get_response()
-    body, status = error_response(status, code, message)  # type: ignore[misc]
+    body, status = error_response(status, code, message, ours=False)  # type: ignore[misc]
     # Keep headers werkzeug and extensions set (Allow on 405; on 429 flask-limiter
     # sets Retry-After later, in its after_request hook).
     for name, value in response.headers.items():

@@ -7,16 +7,61 @@ const api = "/api/v1";
 const $ = (id) => document.getElementById(id);
 let token = sessionStorage.getItem("chatbot.token");
 let challengeId = null;
+// The user's language, once known on this device: the API words its errors in it
+// (signed-in requests use the account's language; the others send Accept-Language).
+let language = localStorage.getItem("chatbot.language");
+
+// What the page says itself: a lost connection, and the errors nginx answers on its
+// own (in English) when every instance is busy or down.
+const OWN_MESSAGES = {
+  id: {
+    network: "Tidak ada koneksi; coba lagi.",
+    service_unavailable: "Layanan sedang sibuk; coba lagi sebentar lagi.",
+    payload_too_large: "Pesan terlalu panjang.",
+  },
+  en: {
+    network: "No connection; please try again.",
+    service_unavailable: "The service is busy; please try again shortly.",
+    payload_too_large: "The message is too long.",
+  },
+};
+
+function pageLanguage() {
+  if (language) return language;
+  return (navigator.language || "").toLowerCase().startsWith("id") ? "id" : "en";
+}
+
+function remember(user) {
+  if (!user || !user.language) return;
+  language = user.language;
+  localStorage.setItem("chatbot.language", language);
+}
+
+function ownMessage(key) {
+  return (OWN_MESSAGES[pageLanguage()] || OWN_MESSAGES.en)[key];
+}
 
 async function call(method, path, body) {
   const headers = { "Content-Type": "application/json" };
   if (token) headers.Authorization = "Bearer " + token;
-  const response = await fetch(api + path, {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  if (language) headers["Accept-Language"] = language;
+  let response;
+  try {
+    response = await fetch(api + path, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (_) {
+    throw new Error(ownMessage("network"));  // no status: the sender retries
+  }
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
-    const error = new Error((data.error && data.error.message) || response.statusText);
+    const code = data.error && data.error.code;
+    let message = (data.error && data.error.message) || response.statusText;
+    // Not worded in the page's language by the API (nginx's own errors): ours, if we have one.
+    if (response.headers.get("Content-Language") !== pageLanguage() && ownMessage(code)) {
+      message = ownMessage(code);
+    }
+    const error = new Error(message);
     error.status = response.status;
     error.retryAfter = Number(response.headers.get("Retry-After") || 0);
     throw error;
@@ -106,6 +151,7 @@ $("start").addEventListener("submit", async (event) => {
       show("verify");
       $("code").focus();
     } else {
+      remember(result.user);
       await enterChat(result.token);
     }
   } catch (error) {
@@ -118,6 +164,7 @@ $("verify").addEventListener("submit", async (event) => {
   $("verify-error").textContent = "";
   try {
     const result = await call("POST", "/chat/verify", { challengeId, code: $("code").value });
+    remember(result.user);
     await enterChat(result.token);
   } catch (error) {
     $("verify-error").textContent = error.message;
