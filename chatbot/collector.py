@@ -534,7 +534,10 @@ class Collector:
             self.alerts, settings.instance_id, Thresholds.from_settings(settings), notify
         )
         self.processes = ProcessWatch(master_pid)
-        self.previous = read_registry(path)
+        # Zero, not a first reading: the master emptied the directory just before starting
+        # this process, so whatever is there already was served since the instance started
+        # and belongs in the first interval.
+        self.previous = Reading()
         self.previous_at = time.monotonic()
         self.indexed = False
         self.pruned_at = 0.0

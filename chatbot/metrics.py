@@ -539,11 +539,13 @@ def start_collector(server: Any) -> None:
     root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    _collector = subprocess.Popen(
-        [sys.executable, "-m", "chatbot.collector", "--master-pid", str(os.getpid())],
-        env=env,
-        cwd=root,
-    )
+    command = [sys.executable, "-m", "chatbot.collector", "--master-pid", str(os.getpid())]
+    # Background work at a lower priority: at start-up its imports must not slow the
+    # workers' boot, and under load the requests come first.
+    nice = shutil.which("nice")
+    if nice:
+        command = [nice, "-n", "10", *command]
+    _collector = subprocess.Popen(command, env=env, cwd=root)
     server.log.info("metrics collector started (pid %s)", _collector.pid)
 
 

@@ -26,16 +26,16 @@ def scrape(client, **headers) -> str:
 
 
 def value(text: str, name: str, **labels: str) -> float:
-    """The sample `name{labels}` in the exposition text (0 when absent)."""
+    """The sum of the samples `name{labels...}` in the exposition text (0 when absent)."""
+    total = 0.0
     for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
+        series, _, number = line.rpartition(" ")
+        if series.split("{")[0] != name:
             continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
-        if line.split("{")[0].split(" ")[0] == name and all(
-            found.get(k) == v for k, v in labels.items()
-        ):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+        found = dict(re.findall(r'(\w+)="([^"]*)"', series))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(number)
+    return total
 
 
 def admin_chat(app, client, phone: str) -> ApiChat:
