@@ -1,11 +1,27 @@
 # Entry points for people and CI. `make run` and `make test` do their own set-up.
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run test lint format bench clean status restart failover
 
 setup:
 	@bash devtools/setup.sh
 
 run: setup
 	@bash devtools/run.sh
+
+# While `make run` runs (from another terminal): every process's state, and a rolling
+# restart of the app instances, each drained from nginx first (no failed request).
+# NAMES="app1" restarts only those; devtools/stackctl is supervisorctl for the stack.
+status:
+	-@bash devtools/stackctl status
+	@bash -c 'source devtools/stack_env.sh && exec .venv/bin/python -m chatbot.ops.checker status --prefix "$$NGINX_PREFIX"'
+
+restart:
+	@bash -c 'source devtools/stack_env.sh && exec .venv/bin/python -m chatbot.ops.restart rolling $(NAMES) \
+	  --prefix "$$NGINX_PREFIX" --stop "devtools/stackctl stop {name}" --start "devtools/stackctl start {name}"'
+
+# The failover suite at full length: steady GETs and chat POSTs through nginx while an
+# instance is killed, restarted, reloaded (about 3 minutes; `make test` runs a short one).
+failover: setup
+	FAILOVER_FULL=1 .venv/bin/python -m pytest -s -p no:cacheprovider tests/e2e/test_failover.py
 
 # Lint, then the whole suite against real FerretDB, Redis, gunicorn, nginx and Chromium.
 test: setup lint

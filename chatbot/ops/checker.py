@@ -148,6 +148,13 @@ class Checker:
                 track.successes, track.failures = track.successes + 1, 0
             else:
                 track.failures, track.successes = track.failures + 1, 0
+                log.info(
+                    "%s: probe failed (%s), %s in a row",
+                    address,
+                    _describe(result),
+                    track.failures,
+                    extra={"event": "probe_failed", "address": address},
+                )
         self._apply()
         self.rounds += 1
         self.last_round_at = _now()

@@ -29,9 +29,12 @@ import multiprocessing
 import os
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "nginx" / "nginx.conf.template"
@@ -232,9 +235,32 @@ def check_config(prefix: Path) -> None:
         raise ReloadError(f"nginx -t failed: {done.stderr.strip()}")
 
 
-def reload(prefix: Path) -> None:
-    """Check the configuration, then reload nginx gracefully (old workers finish first)."""
+def nginx_workers(prefix: Path) -> dict[int, bool]:
+    """nginx's child processes: pid -> True when it is an old one finishing its requests."""
+    try:
+        master = psutil.Process(int((prefix / "nginx.pid").read_text().strip()))
+        children = master.children()
+    except (FileNotFoundError, ValueError, psutil.Error):
+        return {}
+    workers = {}
+    for child in children:
+        try:
+            workers[child.pid] = "shutting down" in " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+    return workers
+
+
+def reload(prefix: Path, *, wait_s: float = 10.0) -> None:
+    """Check the configuration, then reload nginx gracefully (old workers finish first).
+
+    `nginx -s reload` only signals the master. This returns once the master has acted
+    on it: every worker of the old configuration is gone or finishing its requests
+    ("shutting down"), so no new request goes by the old list any more (at most
+    `wait_s`; 0 returns at once).
+    """
     check_config(prefix)
+    before = nginx_workers(prefix)
     done = subprocess.run(
         nginx_command(prefix, "-s", "reload"),
         capture_output=True,
@@ -244,6 +270,12 @@ def reload(prefix: Path) -> None:
     )
     if done.returncode != 0:
         raise ReloadError(f"nginx -s reload failed: {done.stderr.strip()}")
+    deadline = time.monotonic() + wait_s
+    while before and time.monotonic() < deadline:
+        now = nginx_workers(prefix)
+        if all(now.get(pid, True) for pid in before) and set(now) - set(before):
+            return
+        time.sleep(0.02)
 
 
 def change(
