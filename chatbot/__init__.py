@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         CACHE_KEY_PREFIX=settings.redis_key_prefix + "cache:",
         CACHE_DEFAULT_TIMEOUT=settings.cache_default_timeout_s,
         # RESPONSE_CACHE_S=0 turns response caching off (the benchmark compares both).
-        RESPONSE_CACHE_ENABLED=settings.response_cache_s > 0,
+        RESPONSE_CACHE_ENABLED=settings.cache_enabled and settings.response_cache_s > 0,
     )
     # nginx is the only client of gunicorn (bound to loopback); trust its one hop.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
@@ -68,9 +68,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     cache.init_app(app)
     # The cache service (chatbot/cache.py): one memory tier and one Redis tier per app,
     # so per worker process; their hit/miss/error counts are per process too.
-    memory = MemoryCache(settings.memory_cache_size, settings.memory_cache_ttl_s)
+    memory = MemoryCache(
+        settings.memory_cache_size, settings.memory_cache_ttl_s, settings.cache_enabled
+    )
     app.extensions["chatbot.memory"] = memory
-    app.extensions["chatbot.cache"] = RedisCache(redis_store, settings.redis_cache_ttl_s)
+    app.extensions["chatbot.cache"] = RedisCache(
+        redis_store, settings.redis_cache_ttl_s, settings.cache_enabled
+    )
     app.extensions["chatbot.responses"] = ResponseCache(
         memory, app.extensions["chatbot.cache"], cache, settings.response_cache_s
     )

@@ -93,12 +93,15 @@ class JsonRedisSerializer:
 class MemoryCache:
     """A bounded LRU with a TTL, one per worker process (cachetools.TTLCache + a lock)."""
 
-    def __init__(self, maxsize: int = 4096, ttl_s: float = 600) -> None:
+    def __init__(self, maxsize: int = 4096, ttl_s: float = 600, enabled: bool = True) -> None:
         self._data: cachetools.TTLCache = cachetools.TTLCache(maxsize=maxsize, ttl=ttl_s)
         self._lock = threading.Lock()
         self.stats: Counter[str] = Counter()
+        self.enabled = enabled  # False: every read a miss, nothing kept (CACHE_ENABLED=0)
 
     def get(self, key: str) -> Any:
+        if not self.enabled:
+            return None
         with self._lock:
             value = self._data.get(key)
         outcome = "miss" if value is None else "hit"
@@ -107,6 +110,8 @@ class MemoryCache:
         return value
 
     def set(self, key: str, value: Any) -> None:
+        if not self.enabled:
+            return
         with self._lock:
             self._data[key] = value
 
@@ -125,9 +130,12 @@ class MemoryCache:
 class RedisCache:
     """get / set / delete of JSON values under the app's key prefix."""
 
-    def __init__(self, store: RedisStore, default_ttl_s: int = 3600) -> None:
+    def __init__(self, store: RedisStore, default_ttl_s: int = 3600, enabled: bool = True) -> None:
         self.store = store
         self.default_ttl_s = default_ttl_s
+        # False (CACHE_ENABLED=0): reads miss and values are not stored; invalidations and
+        # counters still work, so turning the cache back on serves nothing stale.
+        self.enabled = enabled
         self.stats: Counter[str] = Counter()
         self._last_logged = 0.0
         self._lock = threading.Lock()
@@ -147,9 +155,13 @@ class RedisCache:
         values = self.get_many([key])
         return None if values is None else values[0]
 
-    def get_many(self, keys: list[str]) -> list[Any] | None:
+    def get_many(self, keys: list[str], counted: int | None = None) -> list[Any] | None:
         """Values of `keys` in one round trip (MGET), None for a miss; None for the whole
-        list when Redis cannot be reached (the error counted once)."""
+        list when Redis cannot be reached (the error counted once). Only the first
+        `counted` keys (default all) count as cache hits or misses: the others are
+        counters read along (e.g. response versions), not cached values."""
+        if not self.enabled:
+            return [None] * len(keys)
         try:
             self._replay()
             raws = self.client.mget([self.key(k) for k in keys])
@@ -157,17 +169,17 @@ class RedisCache:
             self._failed("get", exc)
             return None
         values = []
-        for raw in raws:
-            if raw is None or raw == _TOMBSTONE:
-                self._count("miss")
-                values.append(None)
-            else:
-                self._count("hit")
-                values.append(loads(raw))
+        for n, raw in enumerate(raws):
+            missing = raw is None or raw == _TOMBSTONE
+            if counted is None or n < counted:
+                self._count("miss" if missing else "hit")
+            values.append(None if missing else loads(raw))
         return values
 
     def get_counters(self, keys: list[str]) -> list[int] | None:
         """Integer counters (missing = 0) in one round trip; None when Redis is down."""
+        if not self.enabled:
+            return None
         try:
             self._replay()
             raws = self.client.mget([self.key(k) for k in keys])
@@ -181,6 +193,8 @@ class RedisCache:
         self, key: str, value: Any, ttl_s: int | None = None, only_if_absent: bool = False
     ) -> bool:
         """Store `value`; with only_if_absent, never over a newer value or a tombstone."""
+        if not self.enabled:
+            return False
         try:
             self._replay()
             done = self.client.set(
@@ -237,6 +251,8 @@ class RedisCache:
         WATCH makes it atomic against a concurrent `invalidate`: the merge is dropped
         instead of resurrecting a value that another writer just made stale.
         """
+        if not self.enabled:
+            return False
         full = self.key(key)
         try:
             with self.client.pipeline() as pipe:

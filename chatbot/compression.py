@@ -47,7 +47,14 @@ def init_app(app: Flask, compress: Compress, settings: Settings, memory: MemoryC
         COMPRESS_ALGORITHM=["gzip"],
         COMPRESS_LEVEL=settings.compress_level,
         COMPRESS_MIN_SIZE=settings.compress_min_size,
-        COMPRESS_MIMETYPES=["application/json", "text/html", "text/css", "application/javascript"],
+        # Python names .js files text/javascript (older systems application/javascript).
+        COMPRESS_MIMETYPES=[
+            "application/json",
+            "text/html",
+            "text/css",
+            "text/javascript",
+            "application/javascript",
+        ],
         # Registered below, behind the X-No-Compression check.
         COMPRESS_REGISTER=False,
         COMPRESS_CACHE_KEY=lambda _request: _etag_of_request(),

@@ -78,10 +78,9 @@ class ResponseCache:
             return None
         return dict(zip(self.prefetch_keys(user_id), counters, strict=True))
 
-    @staticmethod
-    def remember_prefetched(user_id: str, values: list[Any] | None) -> None:
+    def remember_prefetched(self, user_id: str, values: list[Any] | None) -> None:
         """Keep the counters read with the user (None: Redis was unreachable)."""
-        if values is None:
+        if values is None or not self.redis.enabled:
             g.response_versions = None
             return
         keys = ResponseCache.prefetch_keys(user_id)

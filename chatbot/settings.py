@@ -103,6 +103,7 @@ class Settings:
     cache_default_timeout_s: int = 60
     compress_level: int = 6
     compress_min_size: int = 1024
+    cache_enabled: bool = True
     memory_cache_size: int = 4096
     memory_cache_ttl_s: int = 600
     redis_cache_ttl_s: int = 3600
@@ -190,6 +191,7 @@ class Settings:
             ),
             compress_level=_int(env, "COMPRESS_LEVEL", d.compress_level, 1),
             compress_min_size=_int(env, "COMPRESS_MIN_SIZE", d.compress_min_size, 0),
+            cache_enabled=_choice(env, "CACHE_ENABLED", "1", ("0", "1")) == "1",
             memory_cache_size=_int(env, "MEMORY_CACHE_SIZE", d.memory_cache_size, 1),
             memory_cache_ttl_s=_int(env, "MEMORY_CACHE_TTL_S", d.memory_cache_ttl_s, 1),
             redis_cache_ttl_s=_int(env, "REDIS_CACHE_TTL_S", d.redis_cache_ttl_s, 1),

@@ -26,15 +26,19 @@ KEEP = 101
 
 
 class HistoryCache:
-    def __init__(self, store: RedisStore, ttl_s: int) -> None:
+    def __init__(self, store: RedisStore, ttl_s: int, enabled: bool = True) -> None:
         self.store = store
         self.ttl_s = ttl_s
+        self.enabled = enabled  # False (CACHE_ENABLED=0): always MongoDB
 
     def _keys(self, user_id: str) -> tuple[str, str]:
         return self.store.key("history", user_id), self.store.key("history", "v", user_id)
 
     def push(self, user_id: str, messages: list[dict[str, Any]]) -> None:
         """Add a turn's messages (oldest first) to a cached list; bump the turn counter."""
+        if not self.enabled:
+            self.drop(user_id)  # nothing left behind to be stale if caching comes back
+            return
         items, version = self._keys(user_id)
         try:
             pipe = self.store.client.pipeline(transaction=True)  # type: ignore[union-attr]
@@ -54,6 +58,8 @@ class HistoryCache:
         self, user_id: str, limit: int, load: Callable[[int], list[dict[str, Any]]]
     ) -> list[dict[str, Any]]:
         """Up to `limit + 1` newest messages: from Redis, else from `load(KEEP)`, cached."""
+        if not self.enabled:
+            return load(limit + 1)
         items, version = self._keys(user_id)
         client = self.store.client
         try:

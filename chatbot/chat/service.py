@@ -71,7 +71,7 @@ class ChatService:
         self.children = ChildDirectory(
             db, cache, settings.session_cache_s, on_change=lambda uid: self.on_change(uid, True)
         )
-        self.history_cache = HistoryCache(redis_store, settings.session_cache_s)
+        self.history_cache = HistoryCache(redis_store, settings.session_cache_s, cache.enabled)
         self.verifications = VerificationRepository(db)
         self.tokens = tokens
         self.engine_config = EngineConfig(

@@ -44,7 +44,7 @@ class UserDirectory:
     ) -> tuple[dict[str, Any] | None, list[Any] | None]:
         """The user, and the Redis values of `also` read in the same round trip
         (None when Redis could not be read)."""
-        values = self.cache.get_many([self._key(user_id), *also])
+        values = self.cache.get_many([self._key(user_id), *also], counted=1)
         user, extra = (values[0], values[1:]) if values is not None else (None, None)
         if user is None:
             user = self.repo.get(user_id)

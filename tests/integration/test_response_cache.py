@@ -184,3 +184,27 @@ def test_a_redis_outage_serves_from_the_database_and_nothing_stale_after(setting
         names = [c["name"] for c in chat.get("/api/v1/children").get_json()["children"]]
         assert names == ["Sari"]
     server.stop()
+
+
+def test_with_every_cache_off_nothing_is_kept_and_answers_are_the_same(settings):
+    app = create_app(replace(settings, cache_enabled=False))
+    with app.app_context():
+        ensure_indexes(mongo.db)
+    chat = ApiChat(app.test_client(), "081300000711")
+    chat.register_with_child("Budi", TODDLER)
+    for _ in range(2):
+        response = chat.get("/api/v1/children")
+        assert [c["name"] for c in response.get_json()["children"]] == ["Budi"]
+        assert "ETag" not in response.headers  # not a cached response
+    from chatbot.cache import TOMBSTONE
+
+    prefix = redis_store.key("")
+    kept = {
+        k.decode().removeprefix(prefix)
+        for k in redis_store.client.scan_iter(match=prefix + "*")
+        if redis_store.client.type(k) != b"string"
+        or redis_store.client.get(k) != TOMBSTONE.encode()  # invalidations still run
+    }
+    # What remains is not a cache: rate-limit counters and the response version counters.
+    assert {k for k in kept if not k.startswith(("rl", "response:v:"))} == set()
+    assert app.extensions["chatbot.memory"].stats == {}
