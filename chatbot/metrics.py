@@ -171,6 +171,7 @@ class _Metrics:
         )
         # Label children are looked up once: .labels() costs more than the increment.
         self._children: dict[Any, Any] = {}
+        self._per_request: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self._cache = {
             (tier, outcome): self.cache.labels(tier, outcome)
             for tier in CACHE_TIERS
@@ -214,12 +215,18 @@ class _Metrics:
 
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
         """Everything one finished request adds, under one lock."""
-        total = self.child(self.requests, route, method, str(status))
-        flight = self.child(self.in_flight, route)
-        duration = self.child(self.duration, route, method)
+        key = (route, method, status)
+        found = self._per_request.get(key)
+        if found is None:
+            reason = SHED_REASONS.get(status)
+            found = self._per_request[key] = (
+                self.child(self.requests, route, method, str(status)),
+                self.child(self.in_flight, route),
+                self.child(self.duration, route, method),
+                self.child(self.shed, reason) if reason else None,
+            )
+        total, flight, duration, shed = found
         fine = self.response_time
-        reason = SHED_REASONS.get(status)
-        shed = self.child(self.shed, reason) if reason else None
         coarse_bucket = bisect_left(duration._upper_bounds, seconds)
         fine_bucket = bisect_left(fine._upper_bounds, seconds)
         with self._pending:
@@ -327,11 +334,13 @@ def _request_started() -> None:
     if m is None:
         return
     m.ensure_sampler()
-    rule = request.url_rule
+    req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not five
+    rule = req.url_rule
     route = rule.rule if rule is not None else UNMATCHED
-    request.environ[_STATE] = (time.perf_counter(), route)
+    environ = req.environ
+    environ[_STATE] = (time.perf_counter(), route, environ.get("REQUEST_METHOD", "GET"))
     m.add(m.child(m.in_flight, route))
-    started = request.headers.get("X-Request-Start")
+    started = environ.get("HTTP_X_REQUEST_START")
     if started:
         _observe_queue(m, started)
 
@@ -356,12 +365,12 @@ def _request_torn_down(_exc: BaseException | None) -> None:
     _record(request.environ.pop(_STATE, None), 500)
 
 
-def _record(state: tuple[float, str] | None, status: int) -> None:
+def _record(state: tuple[float, str, str] | None, status: int) -> None:
     m = _metrics
     if state is None or m is None:
         return
-    started, route = state
-    m.request_done(route, request.method, status, time.perf_counter() - started)
+    started, route, method = state
+    m.request_done(route, method, status, time.perf_counter() - started)
 
 
 # --- MongoDB and Redis -----------------------------------------------------------
