@@ -3,6 +3,10 @@
 The cache, the rate limiter and the per-user locks all share this pool. During a
 Redis outage the breaker opens after the first failure, so each request pays no
 Redis timeout at all until the next trial, instead of one timeout per command.
+
+With REDIS_SENTINELS the pool asks the sentinels for the current master on every new
+connection (redis-py's Sentinel support), so after a Sentinel failover the first
+failure opens the breaker, and the next trial connects to the promoted master.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from typing import Any
 import pybreaker
 import redis
 from redis.backoff import NoBackoff
+from redis.connection import parse_url
 from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from chatbot.settings import Settings
 
@@ -77,6 +83,37 @@ class BreakerConnection(redis.Connection):
         return response
 
 
+class BreakerSentinelConnection(BreakerConnection, SentinelManagedConnection):
+    """The same breaker on a connection to whichever server the sentinels call master.
+
+    Its connect asks the sentinels first (inside the breaker: no sentinel answering is
+    an outage too); a master demoted under it answers READONLY, which redis-py turns
+    into a ConnectionError that opens the breaker.
+    """
+
+
+def _sentinel_pool(settings: Settings, **kwargs: Any) -> redis.ConnectionPool:
+    """A pool on the master of REDIS_SENTINEL_SERVICE, as the sentinels name it.
+
+    REDIS_URL still gives the database number, the password and the options; its host
+    and port are not used.
+    """
+    options = {k: v for k, v in parse_url(settings.redis_url).items() if k not in ("host", "port")}
+    options.pop("connection_class", None)  # rediss:// would choose SSLConnection
+    timeouts = {
+        "socket_timeout": settings.redis_socket_timeout_s,
+        "socket_connect_timeout": settings.redis_connect_timeout_s,
+    }
+    sentinel = Sentinel(list(settings.redis_sentinels), sentinel_kwargs=timeouts)
+    return SentinelConnectionPool(
+        settings.redis_sentinel_service,
+        sentinel,
+        connection_class=BreakerSentinelConnection,
+        **options,
+        **kwargs,
+    )
+
+
 class RedisStore:
     """Holds the worker's Redis pool; build it with `init_app` after the fork."""
 
@@ -96,17 +133,21 @@ class RedisStore:
         )
         # redis-py pools check the pid on every checkout and rebuild themselves in a
         # forked child, so one pool object per app is one pool per worker process.
-        self.pool = redis.ConnectionPool.from_url(
-            settings.redis_url,
-            connection_class=BreakerConnection,
-            breaker=self.breaker,
-            socket_timeout=settings.redis_socket_timeout_s,
-            socket_connect_timeout=settings.redis_connect_timeout_s,
-            max_connections=settings.redis_max_connections,
+        pool_options = {
+            "breaker": self.breaker,
+            "socket_timeout": settings.redis_socket_timeout_s,
+            "socket_connect_timeout": settings.redis_connect_timeout_s,
+            "max_connections": settings.redis_max_connections,
             # No retries: a retry against a dead server only doubles the wait.
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=30,
-        )
+            "retry": Retry(NoBackoff(), 0),
+            "health_check_interval": 30,
+        }
+        if settings.redis_sentinels:
+            self.pool = _sentinel_pool(settings, **pool_options)
+        else:
+            self.pool = redis.ConnectionPool.from_url(
+                settings.redis_url, connection_class=BreakerConnection, **pool_options
+            )
         self.client = redis.Redis(connection_pool=self.pool, retry=Retry(NoBackoff(), 0))
 
     def key(self, *parts: str) -> str:

@@ -61,6 +61,18 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
+def _addresses(env: Mapping[str, str], name: str) -> tuple[tuple[str, int], ...]:
+    """ "host:port,host:port" -> ((host, port), ...); empty -> ()."""
+    raw = env.get(name, "").strip()
+    found = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name} must be host:port[,host:port...], got {item!r}")
+        found.append((host.strip("[]"), int(port)))
+    return tuple(found)
+
+
 def _timezone(env: Mapping[str, str], name: str, default: str) -> str:
     value = _str(env, name, default)
     try:
@@ -95,6 +107,9 @@ class Settings:
     redis_max_connections: int = 50
     redis_breaker_reset_s: float = 2.0
     redis_key_prefix: str = "chatbot:"
+    # Redis through Sentinel: (host, port) of each sentinel; empty = REDIS_URL's server.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_service: str = "mymaster"
 
     health_timeout_s: float = 1.5
     retry_after_unavailable_s: int = 2
@@ -180,6 +195,8 @@ class Settings:
                 env, "REDIS_BREAKER_RESET_S", d.redis_breaker_reset_s, 0.1
             ),
             redis_key_prefix=_str(env, "REDIS_KEY_PREFIX", d.redis_key_prefix),
+            redis_sentinels=_addresses(env, "REDIS_SENTINELS"),
+            redis_sentinel_service=_str(env, "REDIS_SENTINEL_SERVICE", d.redis_sentinel_service),
             health_timeout_s=_float(env, "HEALTH_TIMEOUT_S", d.health_timeout_s, 0.05),
             retry_after_unavailable_s=_int(
                 env, "RETRY_AFTER_UNAVAILABLE_S", d.retry_after_unavailable_s, 1
