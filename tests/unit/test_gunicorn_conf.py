@@ -205,3 +205,19 @@ def test_rendered_upstreams_carry_max_conns_and_probes_do_not(tmp_path, monkeypa
     assert "@UPSTREAMS@" not in text and "@PROBE_UPSTREAMS@" not in text
     explicit = render(tmp_path, "127.0.0.1:1", ["127.0.0.1:2"], max_conns=0).read_text()
     assert "max_conns=0" in explicit  # nginx: no limit
+
+
+def test_every_variable_gunicorn_and_the_ops_tools_read_is_documented():
+    import re
+
+    root = Path(CONF).parent
+    documented = set(
+        re.findall(r"`([A-Z][A-Z0-9_]+)`", (root / "docs" / "configuration.md").read_text())
+    )
+    read = re.compile(
+        r"""(?:environ\.get|_env_int|_str|_int|_float|env\.get)\(\s*(?:env,\s*)?"([A-Z][A-Z0-9_]+)\""""
+    )
+    sources = [root / "gunicorn.conf.py", *sorted((root / "chatbot" / "ops").glob("*.py"))]
+    names = {name for path in sources for name in read.findall(path.read_text())}
+    assert {"GUNICORN_BIND", "GUNICORN_CONTROL_SOCKET", "HEALTHCHECK_INTERVAL_S"} <= names
+    assert sorted(names - documented) == []
