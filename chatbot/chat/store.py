@@ -91,12 +91,21 @@ class RepositoryStore:
             snapshot["answers"] = copy.deepcopy(answers)
 
     def complete_questionnaire(self, questionnaire_id: str, **fields: Any) -> None:
-        self.questionnaires.complete(questionnaire_id, **fields)
-        questionnaire = self._snapshot(questionnaire_id) or self.questionnaires.get(
-            questionnaire_id
-        )
-        assert questionnaire is not None
-        completed = {**questionnaire, **fields}
+        if self.questionnaires.complete(questionnaire_id, **fields):
+            questionnaire = self._snapshot(questionnaire_id) or self.questionnaires.get(
+                questionnaire_id
+            )
+            assert questionnaire is not None
+            completed = {**questionnaire, **fields}
+        else:
+            # Not in progress any more. Completed by an earlier attempt of this turn (a
+            # retry): write its summary again, it may be missing. Abandoned meanwhile
+            # (the sweep): its result must not become the child's latest.
+            completed = self.questionnaires.get(questionnaire_id)  # type: ignore[assignment]
+            if self._snapshot(questionnaire_id) is not None:
+                self.pending.set(None)
+            if completed is None or completed["status"] != "completed":
+                return
         # Denormalised for the health-worker lists (no $lookup or $group-by-latest needed).
         self.child_repo.set_last_screening(
             completed["childId"],

@@ -53,12 +53,14 @@ class QuestionnaireRepository:
             {"$set": {"answers": answers}},
         )
 
-    def complete(self, questionnaire_id: str, **fields: Any) -> None:
+    def complete(self, questionnaire_id: str, **fields: Any) -> bool:
+        """Complete it if still in progress; False if it was not (abandoned or done)."""
         fields["nextDueAt"] = to_datetime(fields.get("nextDueAt"))
-        self.col.update_one(
+        result = self.col.update_one(
             {"_id": oid(questionnaire_id, "questionnaire"), "status": "in_progress"},
             {"$set": {**fields, "status": "completed"}},
         )
+        return result.matched_count == 1
 
     def abandon(self, questionnaire_id: str, now: datetime) -> None:
         self.col.update_one(
