@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run a PostgreSQL cluster of the stack's own in the foreground: the backend of the
-# dev/test FerretDB. Used by `make run` (through devtools/dependency.sh) and by the
+# dev/test FerretDB. Used by `make run` (supervisord's `pgsql` program) and by the
 # test harness (tests/harness.py).
 #
 #   devtools/postgres.sh DATA_DIR PORT [--throwaway]
