@@ -27,9 +27,9 @@ FAILOVER_CHAT_RATE set the rates (requests per second, default 20 and 4).
 
 from __future__ import annotations
 
-import collections
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -39,25 +39,22 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-import pymongo
 import pytest
 
+from tests.e2e.loadgen import Load, Outcome, check, make_users, report
+from tests.e2e.loadgen import under_load as loadgen_under_load
 from tests.harness import ROOT, free_port, http
 
 pytestmark = pytest.mark.e2e
 
 FULL = os.environ.get("FAILOVER_FULL") == "1"
-GET_RATE = float(os.environ.get("FAILOVER_GET_RATE", "20"))
-CHAT_RATE = float(os.environ.get("FAILOVER_CHAT_RATE", "4"))
 INTERVAL_S = 2.0 if FULL else 0.5  # the checker's interval here (30 s in production)
 STEADY_S = 10.0 if FULL else 2.0  # load before and after each event
-CHAT_USERS = 12  # each sends every CHAT_USERS / CHAT_RATE seconds
-GET_THREADS = 8
-MAX_RETRIES = 5  # a client resends a 503/409 this often, honouring Retry-After
+BURST = 16  # chat POSTs sent at once just before a kill, to have some in flight
 
 
 @dataclass
@@ -103,6 +100,15 @@ class Stack:
             return {w["pid"] for w in json.loads(done.stdout)["workers"]}
         except (ValueError, KeyError):
             return set()
+
+    def resent_chat_posts(self) -> int:
+        """Chat POSTs nginx passed to a second instance (its access log lists both)."""
+        return sum(
+            1
+            for line in self.log_path.read_text(errors="replace").splitlines()
+            if '"method":"POST","uri":"/api/v1/chat/messages"' in line
+            and re.search(r'"upstream":"[^"]*, [^"]*"', line)
+        )
 
     def grep(self, text: str, lines: int = 30) -> str:
         found = [
@@ -211,190 +217,13 @@ def _stop(stack: Stack) -> None:
     assert not left, f"processes outlived supervisord: {[p.pid for p in left]}"
 
 
-# --- the load ---------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    kind: str  # "get" or "chat"
-    status: int | str  # the final answer (a status, or the exception's name)
-    answers: list  # every answer, retries included
-    cmid: str | None = None
-    user: str | None = None
-    replies: int = 0
-    duplicate: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.status in (200, 201)
-
-
-@dataclass
-class Load:
-    stack: Stack
-    users: list[dict]
-    outcomes: list[Outcome] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    threads: list[threading.Thread] = field(default_factory=list)
-
-    def start(self) -> None:
-        self.stop.clear()
-        self.outcomes = []
-        self.threads = [
-            threading.Thread(target=self._chat_loop, args=(u, i), daemon=True)
-            for i, u in enumerate(self.users)
-        ] + [
-            threading.Thread(target=self._get_loop, args=(i,), daemon=True)
-            for i in range(GET_THREADS)
-        ]
-        for t in self.threads:
-            t.start()
-
-    def finish(self) -> list[Outcome]:
-        self.stop.set()
-        for t in self.threads:
-            t.join(90)
-        return self.outcomes
-
-    def _record(self, outcome: Outcome) -> None:
-        with self.lock:
-            self.outcomes.append(outcome)
-
-    def _paced(self, period: float, offset: float, send: Callable[[int], None]) -> None:
-        started = time.monotonic() + offset
-        n = 0
-        while not self.stop.is_set():
-            delay = started + n * period - time.monotonic()
-            if delay > 0 and self.stop.wait(delay):
-                return
-            send(n)
-            n += 1
-
-    def _send(self, method: str, path: str, body=None, headers=None) -> tuple[list, object]:
-        answers: list = []
-        reply = None
-        for _ in range(MAX_RETRIES + 1):
-            try:
-                reply = http(method, self.stack.url + path, body, headers, timeout=40)
-            except OSError as exc:  # a reset or refused connection reached the client
-                answers.append(type(exc).__name__)
-                reply = None
-                break
-            answers.append(reply.status)
-            if reply.status not in (503, 409):
-                break
-            time.sleep(min(float(reply.headers.get("Retry-After") or 1), 2.0))
-        return answers, reply
-
-    def _chat_loop(self, user: dict, index: int) -> None:
-        period = len(self.users) / CHAT_RATE
-
-        def send(n: int) -> None:
-            cmid = f"fo-{uuid.uuid4().hex}"
-            answers, reply = self._send(
-                "POST", "/api/v1/chat/messages", {"text": "halo", "clientMessageId": cmid},
-                user["headers"],
-            )  # fmt: skip
-            outcome = Outcome("chat", answers[-1], answers, cmid, user["id"])
-            if reply is not None and reply.status in (200, 201):
-                body = reply.json()
-                outcome.replies = len(body["replies"])
-                outcome.duplicate = bool(body.get("duplicate"))
-            self._record(outcome)
-
-        self._paced(period, index * period / len(self.users), send)
-
-    def _get_loop(self, index: int) -> None:
-        period = GET_THREADS / GET_RATE
-        user = self.users[index % len(self.users)]
-        paths = ["/livez", "/api/v1/chat/messages?limit=10", "/api/v1/children"]
-
-        def send(n: int) -> None:
-            path = paths[n % len(paths)]
-            answers, _ = self._send("GET", path, None, user["headers"])
-            self._record(Outcome("get", answers[-1], answers))
-
-        self._paced(period, index * period / GET_THREADS, send)
-
-
 @pytest.fixture(scope="module")
 def load(supervised: Stack) -> Load:
-    users = []
-    for i in range(CHAT_USERS):
-        phone = f"0813{uuid.uuid4().int % 10**8:08d}"
-        reply = http("POST", supervised.url + "/api/v1/chat/start", {"phoneNumber": phone})
-        assert reply.status == 201, reply.body
-        body = reply.json()
-        token = body["token"]
-        users.append({"phone": phone, "headers": {"Authorization": f"Bearer {token}"}, "index": i})
-    with pymongo.MongoClient(supervised.mongo_uri) as client:
-        db = client[supervised.mongo_db]
-        for user in users:
-            e164 = "+62" + user["phone"][1:]
-            user["id"] = str(db["users"].find_one({"phoneNumber": e164})["_id"])
-    return Load(supervised, users)
-
-
-def duplicated(stack: Stack, outcomes: list[Outcome]) -> tuple[int, int]:
-    """(duplicated, lost) chat turns, read back from the database."""
-    from bson import ObjectId
-
-    chats = [o for o in outcomes if o.kind == "chat" and o.cmid]
-    turns = {o.cmid for o in chats}
-    inbound: collections.Counter = collections.Counter()
-    outbound: collections.Counter = collections.Counter()
-    with pymongo.MongoClient(stack.mongo_uri) as client:
-        users = list({ObjectId(o.user) for o in chats})
-        for doc in client[stack.mongo_db]["messages"].find(
-            {"userId": {"$in": users}}, {"turn": 1, "direction": 1}
-        ):
-            if doc.get("turn") in turns:
-                (inbound if doc["direction"] == "inbound" else outbound)[doc["turn"]] += 1
-    dup = lost = 0
-    for o in chats:
-        if inbound[o.cmid] > 1 or (o.ok and outbound[o.cmid] > o.replies):
-            dup += 1
-        if o.ok and inbound[o.cmid] == 0:
-            lost += 1
-    return dup, lost
-
-
-def report(name: str, stack: Stack, outcomes: list[Outcome], note: str = "") -> dict:
-    failed = collections.Counter(str(o.status) for o in outcomes if not o.ok)
-    dup, lost = duplicated(stack, outcomes)
-    retried = sum(1 for o in outcomes if len(o.answers) > 1)
-    counts = {
-        "scenario": name,
-        "sent": len(outcomes),
-        "gets": sum(1 for o in outcomes if o.kind == "get"),
-        "chat_posts": sum(1 for o in outcomes if o.kind == "chat"),
-        "succeeded": sum(1 for o in outcomes if o.ok),
-        "failed": dict(failed),
-        "duplicated": dup,
-        "lost": lost,
-        "resent_after_503_or_409": retried,
-        "answered_duplicate_true": sum(1 for o in outcomes if o.duplicate),
-    }
-    print(f"\nfailover {json.dumps(counts)}{'  ' + note if note else ''}")
-    return counts
-
-
-def check(counts: dict, stack: Stack) -> None:
-    assert counts["failed"] == {}, f"{counts}\n{stack.log_tail()}"
-    assert counts["duplicated"] == 0 and counts["lost"] == 0, counts
-    assert counts["sent"] > 0 and counts["chat_posts"] > 0, counts
+    return Load(supervised, make_users(supervised), burst_users=make_users(supervised, BURST))
 
 
 def under_load(load: Load, event: Callable[[], str]) -> tuple[list[Outcome], str]:
-    load.start()
-    try:
-        time.sleep(STEADY_S)
-        note = event()
-        time.sleep(STEADY_S)
-    finally:
-        outcomes = load.finish()
-    return outcomes, note
+    return loadgen_under_load(load, event, STEADY_S)
 
 
 # --- the scenarios ------------------------------------------------------------------
@@ -406,6 +235,9 @@ def test_sigkill_of_a_whole_instance(supervised: Stack, load: Load):
 
     def event() -> str:
         old = stack.pid("app1")
+        resent = stack.resent_chat_posts()
+        load.burst()
+        time.sleep(0.01)
         os.killpg(os.getpgid(old), signal.SIGKILL)  # the master and its workers
         back = wait_for(
             lambda: _pid_changed(stack, "app1", old) and _answers(stack, "app1"),
@@ -416,7 +248,8 @@ def test_sigkill_of_a_whole_instance(supervised: Stack, load: Load):
         changes = stack.checker("app1")["transitions"] - before
         return (
             f"app1 answering again {back:.1f} s after SIGKILL, in rotation {rejoined:.1f} s "
-            f"later; checker transitions: {changes}"
+            f"later; checker transitions: {changes}; chat POSTs resent by nginx: "
+            f"{stack.resent_chat_posts() - resent}"
         )
 
     outcomes, note = under_load(load, event)
@@ -467,12 +300,18 @@ def test_sigkill_of_one_worker(supervised: Stack, load: Load):
     def event() -> str:
         workers = stack.workers("app1")
         victim = sorted(workers)[0]
+        resent = stack.resent_chat_posts()
+        load.burst()
+        time.sleep(0.01)
         os.kill(victim, signal.SIGKILL)
         took = wait_for(
             lambda: _replaced(stack.workers("app1"), {victim}, len(workers)),
             30, "app1's killed worker replaced", stack,
         )  # fmt: skip
-        return f"worker {victim} of app1 killed, replaced in {took:.1f} s"
+        return (
+            f"worker {victim} of app1 killed, replaced in {took:.1f} s; chat POSTs resent by "
+            f"nginx: {stack.resent_chat_posts() - resent}"
+        )
 
     outcomes, note = under_load(load, event)
     check(report("sigkill-worker", stack, outcomes, note), stack)
