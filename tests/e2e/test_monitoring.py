@@ -327,6 +327,12 @@ def test_the_dashboard_in_chromium(instance, tmp_path):
             page.set_default_timeout(10_000)
             page.goto(instance.url + "/admin/")
             assert page.is_visible("#signin")  # no token, no figures
+            # A parent's token: the admin API refuses it, the page says so.
+            parent = HttpChat(instance.url, "081700000002").token
+            page.evaluate(f"sessionStorage.setItem('chatbot.adminToken', {json.dumps(parent)})")
+            page.reload()
+            page.wait_for_selector("#signin-error:text('not an admin')")
+            assert not page.is_visible("#board")
             page.evaluate(f"sessionStorage.setItem('chatbot.adminToken', {json.dumps(token)})")
             page.reload()
             page.wait_for_selector("body[data-loaded='1']")
