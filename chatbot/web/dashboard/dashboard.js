@@ -92,7 +92,8 @@ async function refresh() {
     const from = new Date(Date.now() - range * 1000).toISOString();
     const [current, history, open, resolved] = await Promise.all([
       call("GET", "/admin/metrics/current"),
-      call("GET", "/admin/metrics/history?from=" + encodeURIComponent(from)),
+      // 24 h of two instances at the default 30 s interval is 5,760 snapshots: within the limit.
+      call("GET", "/admin/metrics/history?limit=10000&from=" + encodeURIComponent(from)),
       call("GET", "/admin/alerts?state=open"),
       call("GET", "/admin/alerts?state=resolved&from=" + encodeURIComponent(from)),
     ]);
