@@ -1370,6 +1370,22 @@ class Bench:
             )
         finally:
             out["restore"] = self.stack.restart_apps({})
+        # The monitoring issue's cost: /livez with metrics off (METRICS_ENABLED=0) against
+        # /livez above (metrics on), same ladder, same 64-connection run.
+        print("  restarting both instances with METRICS_ENABLED=0 (metrics off)", flush=True)
+        self.stack.restart_apps({"METRICS_ENABLED": "0"})
+        try:
+            make = makers["/livez"]
+            self.vegeta.attack("warm-up", make(40), 200, 0.2)
+            steps = self.ladder(
+                LIVEZ_NO_METRICS, make, fast, cfg.cache_max_rate, cfg.get_seconds, warm=False
+            )
+            out["routes"][LIVEZ_NO_METRICS] = ladder_summary(steps)
+            out["closed"][LIVEZ_NO_METRICS] = closed_summary(
+                self.closed(LIVEZ_NO_METRICS, make(len(users) * 4), [])
+            )
+        finally:
+            self.stack.restart_apps({})
         # A cached answer carries the ETag of its stored body; an uncached one has none.
         out["cache_on_checked"] = etag_on and not etag_off
         if not out["cache_on_checked"]:
@@ -1454,12 +1470,14 @@ def print_step(step: Step) -> None:
 # --- the cache layer -----------------------------------------------------------------------------
 CACHED = "cached read"  # GET /api/v1/children/{id}, the child summary, response cache on
 UNCACHED = "uncached read"  # the same, both instances restarted with CACHE_ENABLED=0
+LIVEZ_NO_METRICS = "/livez, metrics off"  # both instances restarted with METRICS_ENABLED=0
 STATIC = "static (nginx)"  # the web page's script, from nginx's proxy_cache after the first
 PUBLIC = "public GET (nginx)"  # the OpenAPI document, micro-cached by nginx the same way
 STATIC_FILE = "/static/chat.js"
 PUBLIC_GET = "/api/v1/openapi.json"
 ROUTE_NAMES = {
     "/livez": "GET /livez",
+    LIVEZ_NO_METRICS: "GET /livez, metrics off (`METRICS_ENABLED=0`)",
     CACHED: "cached read: child summary (`GET /api/v1/children/{id}`), warmed",
     UNCACHED: "the same read, every cache off (`CACHE_ENABLED=0`)",
     STATIC: f"static file from nginx's cache (`GET {STATIC_FILE}`)",
@@ -1627,7 +1645,9 @@ def print_cache_layer(out: dict[str, Any], cfg: Config) -> None:
         f"    {'route':<20} {'peak /s':>8} {'clean /s':>8} {'p50 ms':>7} {'p99 ms':>7}"
         "  errors (by rate)"
     )
-    for name in ("/livez", CACHED, UNCACHED, STATIC, PUBLIC):
+    for name in ("/livez", LIVEZ_NO_METRICS, CACHED, UNCACHED, STATIC, PUBLIC):
+        if name not in routes:
+            continue
         r = routes[name]
         extra = f"  [nginx cache: {nginx_hits(r)}]" if r["nginx_cache"] else ""
         print(
@@ -1711,6 +1731,15 @@ def cache_goals(cache: dict[str, Any] | None, cfg: Config) -> list[dict[str, Any
             f" {closed[name]['errors']})", f"<= {P99_AT_CONNECTIONS_MS} ms",
             p99 is not None and p99 <= P99_AT_CONNECTIONS_MS
             and not closed[name]["errors"])  # fmt: skip
+    if LIVEZ_NO_METRICS in routes:
+        off = routes[LIVEZ_NO_METRICS]["peak_achieved"]
+        on_closed = closed["/livez"]["achieved"]
+        off_closed = closed[LIVEZ_NO_METRICS]["achieved"]
+        worst = min(livez / (off or 1), on_closed / (off_closed or 1))
+        add("metrics cost on /livez (peak and 64-connection req/s, on vs off)",
+            f"{pct(1 - worst)} (peak {livez:.0f} on / {off:.0f} off; 64 conns"
+            f" {on_closed:.0f} / {off_closed:.0f})", "<= 5%", worst >= 0.95,
+            "the worse of the two comparisons")  # fmt: skip
     cost = compression_cost(cache)
     gzip_rate, off_rate = cost["page_rates"]
     add(f"compression cost, {cache['sizes']['page_raw']:,} B JSON (peak req/s)",
@@ -1824,12 +1853,15 @@ def cache_docs(cache: dict[str, Any], cfg: Config) -> list[str]:
         "Peak achieved rate over rising rates; p50/p99 at the highest rate served without"
         " error; errors at each rate that had any. The uncached read is the same request after"
         " both instances were restarted with `CACHE_ENABLED=0` (same ports, nginx, Redis"
-        " and data; the data layer's Redis keys still serve it).",
+        " and data; every cache off). `/livez, metrics off` is `/livez` after a restart with"
+        " `METRICS_ENABLED=0`.",
         "",
         "| route | peak achieved /s | highest clean rate /s | p50 ms | p99 ms | errors |",
         "|---|---|---|---|---|---|",
     ]
-    for name in ("/livez", CACHED, UNCACHED, STATIC, PUBLIC):
+    for name in ("/livez", LIVEZ_NO_METRICS, CACHED, UNCACHED, STATIC, PUBLIC):
+        if name not in routes:
+            continue
         r = routes[name]
         extra = f" (nginx cache: {nginx_hits(r)})" if r["nginx_cache"] else ""
         lines.append(
