@@ -97,6 +97,32 @@ pidfile = os.environ.get("GUNICORN_PIDFILE") or str(_run_dir / f"{_run_name}.pid
 for _path in (control_socket, pidfile):
     Path(_path).parent.mkdir(parents=True, exist_ok=True)
 
+
+def _remove_stale_pidfile(path: str, instance_id: str) -> None:
+    """Forget the pid file of an instance that was killed (SIGKILL leaves it behind).
+
+    gunicorn refuses to start while the pid in it is alive, and after a kill that pid
+    may have been reused by any process (a worker of another instance, say): the
+    supervisor would then retry this instance for ever. Kept when it names a live
+    gunicorn process of this same instance (INSTANCE_ID in its environment): a second
+    copy must not start, and a HUP re-reads this file in the running master.
+    """
+    try:
+        pid = int(Path(path).read_text().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        process = psutil.Process(pid)
+        ours = "gunicorn" in " ".join(process.cmdline())
+        if ours and process.environ().get("INSTANCE_ID", "local") == instance_id:
+            return
+    except psutil.Error:
+        pass
+    Path(path).unlink(missing_ok=True)
+
+
+_remove_stale_pidfile(pidfile, os.environ.get("INSTANCE_ID", "local"))
+
 # --- Logging --------------------------------------------------------------
 # nginx writes the access log (with $request_id); gunicorn's would duplicate it.
 # GUNICORN_ACCESS_LOG=1 turns gunicorn's on (JSON, on stdout) for debugging.

@@ -53,7 +53,7 @@ pytestmark = pytest.mark.e2e
 
 FULL = os.environ.get("FAILOVER_FULL") == "1"
 INTERVAL_S = 2.0 if FULL else 0.5  # the checker's interval here (30 s in production)
-STEADY_S = 10.0 if FULL else 2.0  # load before and after each event
+STEADY_S = 10.0 if FULL else 1.5  # load before and after each event
 BURST = 16  # chat POSTs sent at once just before a kill, to have some in flight
 
 

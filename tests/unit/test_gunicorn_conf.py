@@ -221,3 +221,28 @@ def test_every_variable_gunicorn_and_the_ops_tools_read_is_documented():
     names = {name for path in sources for name in read.findall(path.read_text())}
     assert {"GUNICORN_BIND", "GUNICORN_CONTROL_SOCKET", "HEALTHCHECK_INTERVAL_S"} <= names
     assert sorted(names - documented) == []
+
+
+def test_a_stale_pid_file_is_removed_and_a_live_instance_kept(monkeypatch, tmp_path):
+    import os
+
+    pidfile = tmp_path / "app1.pid"
+    monkeypatch.setenv("GUNICORN_PIDFILE", str(pidfile))
+    # A killed instance's pid, now another process's (this test's pytest): not ours.
+    pidfile.write_text(f"{os.getpid()}\n")
+    load(monkeypatch, INSTANCE_ID="app1")
+    assert not pidfile.exists()
+    # A live gunicorn of the same instance keeps it (gunicorn then refuses a second copy).
+    live = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", "gunicorn"],
+        env={**os.environ, "INSTANCE_ID": "app1"},
+    )
+    try:
+        pidfile.write_text(f"{live.pid}\n")
+        load(monkeypatch, INSTANCE_ID="app1")
+        assert pidfile.exists()
+        load(monkeypatch, INSTANCE_ID="app2")  # another instance's process: stale for app2
+        assert not pidfile.exists()
+    finally:
+        live.kill()
+        live.wait()
