@@ -19,7 +19,7 @@ restart:
 	  --prefix "$$NGINX_PREFIX" --stop "devtools/stackctl stop {name}" --start "devtools/stackctl start {name}"'
 
 # The failover suite at full length: steady GETs and chat POSTs through nginx while an
-# instance is killed, restarted, reloaded (about 3 minutes; `make test` runs a short one).
+# instance is killed, restarted, reloaded (about 2.5 minutes; `make test` runs a short one).
 failover: setup
 	FAILOVER_FULL=1 .venv/bin/python -m pytest -s -p no:cacheprovider tests/e2e/test_failover.py
 
