@@ -1492,8 +1492,8 @@ P99_AT_CONNECTIONS_MS = 50
 # What the app's counters mean (chatbot/cache.py, chatbot/http_cache.py), said with them.
 TIER_NOTE = (
     "memory: every look-up in the workers' memory tier (responses, compressed bodies);"
-    " redis: every key of the tier's MGETs, the response version counters read with the user"
-    " included (an absent counter counts as a miss); response: the Redis look-ups of"
+    " redis: every cached value the tier's reads asked for (the response version counters"
+    " read with the user are not counted); response: the Redis look-ups of"
     " responses, made after a memory miss"
 )
 _CACHE_LINE = re.compile(r"^chatbot_cache_requests_total\{([^}]*)\}\s+(\S+)", re.MULTILINE)
@@ -1669,7 +1669,7 @@ def print_cache_layer(out: dict[str, Any], cfg: Config) -> None:
     print(
         f"  cached / /livez {cached / (livez or 1):.3f}x (goal >= 0.8x);"
         f" cached / uncached {cached / (uncached or 1):.2f}x (goal >= 5x)"
-        "  [uncached: the response cache off; the data layer's Redis keys still serve]"
+        "  [uncached: every cache off, CACHE_ENABLED=0]"
     )
     cost = compression_cost(out)
     comp = out["compression"]
