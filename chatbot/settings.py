@@ -22,6 +22,10 @@ T = TypeVar("T", int, float)
 DEV_SECRET_KEY = "dev-insecure-secret-key"  # noqa: S105 -- a known placeholder, refused in production
 
 
+# The development code sender (OTP_SENDER's default), in load_sender's dotted form.
+LOG_CODE_SENDER = "chatbot.auth.LogCodeSender"
+
+
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
@@ -126,6 +130,8 @@ class Settings:
 
     token_max_age_s: int = 30 * 24 * 3600
     otp_sender: str = "chatbot.auth:LogCodeSender"
+    # Production refuses the logging sender unless this says so (test stacks read codes from logs).
+    allow_log_code_sender: bool = False
     otp_ttl_s: int = 300
     otp_max_attempts: int = 5
     otp_sends_per_window: int = 3
@@ -215,6 +221,7 @@ class Settings:
             response_cache_s=_int(env, "RESPONSE_CACHE_S", d.response_cache_s, 0),
             token_max_age_s=_int(env, "TOKEN_MAX_AGE_S", d.token_max_age_s, 60),
             otp_sender=_str(env, "OTP_SENDER", d.otp_sender),
+            allow_log_code_sender=_choice(env, "ALLOW_LOG_CODE_SENDER", "0", ("0", "1")) == "1",
             otp_ttl_s=_int(env, "OTP_TTL_S", d.otp_ttl_s, 30),
             otp_max_attempts=_int(env, "OTP_MAX_ATTEMPTS", d.otp_max_attempts, 1),
             otp_sends_per_window=_int(env, "OTP_SENDS_PER_WINDOW", d.otp_sends_per_window, 1),
@@ -254,11 +261,23 @@ class Settings:
         return settings.checked()
 
     def checked(self) -> Settings:
-        """Fill the dev secret outside production; refuse to run production without one."""
+        """Fill the dev secret outside production; refuse to run production without one,
+        or with the development code sender (it logs every one-time code) unless
+        ALLOW_LOG_CODE_SENDER=1 says so."""
         if self.env == "production" and self.secret_key in ("", DEV_SECRET_KEY):
             raise ConfigError(
                 "SECRET_KEY is required when CHATBOT_ENV=production; "
                 'generate one with: python -c "import secrets; print(secrets.token_hex(32))"'
+            )
+        if (
+            self.env == "production"
+            and self.otp_sender.replace(":", ".") == LOG_CODE_SENDER
+            and not self.allow_log_code_sender
+        ):
+            raise ConfigError(
+                "OTP_SENDER=chatbot.auth:LogCodeSender (the default) writes one-time codes to "
+                "the log and is refused when CHATBOT_ENV=production; set OTP_SENDER to a real "
+                "sender, or ALLOW_LOG_CODE_SENDER=1 for a test stack that reads codes from its log"
             )
         if self.secret_key:
             return self

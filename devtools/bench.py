@@ -450,6 +450,9 @@ class Stack:
         return {
             "CHATBOT_ENV": "production",
             "SECRET_KEY": "bench-secret-key-not-for-real-use",
+            # No SMS gateway here: keep the default (logging) code sender,
+            # which production refuses unless told explicitly.
+            "ALLOW_LOG_CODE_SENDER": "1",
             "MONGO_URI": self.mongo_uri,
             "MONGO_DB": self.db_name,
             "REDIS_URL": self.redis.url,

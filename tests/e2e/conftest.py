@@ -49,6 +49,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         app_env = {
             "CHATBOT_ENV": "production",
             "SECRET_KEY": "e2e-secret-key-not-for-real-use",
+            # The tests read one-time codes from the app's log (the development sender),
+            # which production refuses unless told explicitly.
+            "ALLOW_LOG_CODE_SENDER": "1",
             "MONGO_URI": ferretdb.uri if ferretdb else os.environ["MONGO_URI"],
             "MONGO_DB": "e2e",
             "REDIS_URL": redis.url,

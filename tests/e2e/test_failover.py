@@ -158,6 +158,9 @@ def supervised() -> Iterator[Stack]:
         STACK_PG_PORT=str(free_port()),
         CHATBOT_ENV="production",
         SECRET_KEY="failover-secret-key-not-for-real-use",
+        # No SMS gateway here: keep the default (logging) code sender,
+        # which production refuses unless told explicitly.
+        ALLOW_LOG_CODE_SENDER="1",
         MONGO_DB=mongo_db,
         WEB_CONCURRENCY="2",
         CHAT_RATE_LIMIT="100000 per minute",

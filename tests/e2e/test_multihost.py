@@ -203,6 +203,9 @@ def two_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoHosts]:
             env.update(
                 CHATBOT_ENV="production",
                 SECRET_KEY="multihost-secret-key-not-for-real-use",
+                # No SMS gateway here: keep the default (logging) code sender,
+                # which production refuses unless told explicitly.
+                ALLOW_LOG_CODE_SENDER="1",
                 INSTANCE_ID=name,
                 GUNICORN_BIND=f"{address}:8000",
                 GUNICORN_RUN_DIR=str(root / name),

@@ -73,6 +73,8 @@ def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TightStack]:
             {
                 "CHATBOT_ENV": "production",
                 "SECRET_KEY": "e2e-secret-key-not-for-real-use",
+                # Production refuses the default (logging) code sender unless told.
+                "ALLOW_LOG_CODE_SENDER": "1",
                 "MONGO_URI": f"mongodb://127.0.0.1:{silent_db.getsockname()[1]}/",
                 "MONGO_SERVER_SELECTION_TIMEOUT_MS": str(STALL_S * 1000),
                 "MONGO_CONNECT_TIMEOUT_MS": str(STALL_S * 1000),

@@ -68,5 +68,37 @@ def test_production_refuses_the_development_placeholder():
 
 
 def test_production_with_secret_key_starts():
-    s = Settings.from_env({"CHATBOT_ENV": "production", "SECRET_KEY": "x" * 32})
+    s = Settings.from_env(
+        {"CHATBOT_ENV": "production", "SECRET_KEY": "x" * 32, "OTP_SENDER": "sms.gateway:Sender"}
+    )
     assert s.is_production
+
+
+@pytest.mark.parametrize(
+    "sender", [None, "chatbot.auth:LogCodeSender", "chatbot.auth.LogCodeSender"]
+)
+def test_production_refuses_the_logging_code_sender(sender):
+    env = {"CHATBOT_ENV": "production", "SECRET_KEY": "x" * 32}
+    if sender:
+        env["OTP_SENDER"] = sender
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    for name in ("OTP_SENDER", "CHATBOT_ENV=production", "ALLOW_LOG_CODE_SENDER=1"):
+        assert name in str(info.value)
+
+
+def test_production_accepts_the_logging_code_sender_when_allowed():
+    s = Settings.from_env(
+        {"CHATBOT_ENV": "production", "SECRET_KEY": "x" * 32, "ALLOW_LOG_CODE_SENDER": "1"}
+    )
+    assert s.is_production and s.allow_log_code_sender
+
+
+@pytest.mark.parametrize("env", ["development", "testing"])
+def test_the_logging_code_sender_needs_no_permission_outside_production(env):
+    assert not Settings.from_env({"CHATBOT_ENV": env}).allow_log_code_sender
+
+
+def test_allow_log_code_sender_is_0_or_1():
+    with pytest.raises(ConfigError, match="ALLOW_LOG_CODE_SENDER"):
+        Settings.from_env({"ALLOW_LOG_CODE_SENDER": "yes"})
