@@ -46,14 +46,20 @@ class CodeSender(Protocol):
 
 
 class LogCodeSender:
-    """Development sender: writes the code to the log instead of sending it."""
+    """Development sender: writes the code to the log instead of sending it.
+
+    The code is the one secret a log line may carry, here only, because showing it is
+    this sender's whole purpose (production refuses it unless ALLOW_LOG_CODE_SENDER=1);
+    the phone number is masked like everywhere else.
+    """
 
     def send(self, phone: str, code: str, language: str) -> None:
+        masked = mask_phone(phone)
         log.warning(
             "one-time code for %s: %s",
-            mask_phone(phone),
+            masked,
             code,
-            extra={"otp_code": code, "phone": phone},
+            extra={"otp_code": code, "phone": masked},
         )
 
 
