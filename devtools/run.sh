@@ -10,6 +10,7 @@
 #   STACK_PG_PORT (5442)  the embedded PostgreSQL, FerretDB's backend (data in var/postgres)
 #   STACK_VAR (var)  where data, sockets, pid files and nginx's files live
 #   MONGO_URI / REDIS_URL  use an existing server instead of the embedded one
+#   SECRET_KEY  signs tokens; unless set, generated once into $STACK_VAR/secret_key
 # While it runs: `make status`, `make restart` (rolling, no failed request),
 # `devtools/stackctl restart app1 | signal HUP app1 | ...`.
 set -euo pipefail
@@ -21,6 +22,8 @@ if [ -S "$STACK_SUPERVISOR_SOCKET" ] && .venv/bin/supervisorctl -s "unix://$STAC
   exit 1
 fi
 mkdir -p "$STACK_VAR/redis" "$STACK_VAR/run" "$STACK_VAR/supervisor" "$NGINX_PREFIX"
+# SECRET_KEY, unless set: a random one generated once into $STACK_VAR/secret_key (0600).
+source devtools/secret_key.sh
 # Every instance back in rotation: the checker takes failing ones out again.
 .venv/bin/python devtools/render_nginx.py --prefix "$NGINX_PREFIX" --listen "127.0.0.1:${STACK_PORT}" \
   --upstream "app1=127.0.0.1:${STACK_APP1_PORT}" --upstream "app2=127.0.0.1:${STACK_APP2_PORT}" >/dev/null
