@@ -29,7 +29,7 @@ class JSONProvider(DefaultJSONProvider):
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app; no I/O happens here (connections open lazily in each worker)."""
     import chatbot.metrics
-    from chatbot import api, compression, db, errors, health, logs, middleware, web
+    from chatbot import api, compression, db, errors, health, logs, middleware, security, web
     from chatbot.auth import Tokens, client_key
     from chatbot.cache import MemoryCache, RedisCache
     from chatbot.cli import cli
@@ -63,6 +63,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     # First, so every later hook (the limiter's too) logs with the request id.
     middleware.init_app(app)
+    # Security headers (nosniff, CSP, frame-ancestors, Referrer-Policy) on every response.
+    security.init_app(app)
     mongo.init_app(settings)
     redis_store.init_app(settings)
     cache.init_app(app)

@@ -30,7 +30,8 @@ def wrong_code_message(stack, page, phone: str) -> str:
     code = logged_code(stack, "+62" + phone[1:])
     page.fill("#code", f"{(int(code) + 1) % 10**6:06d}")
     page.click("#verify button")
-    page.wait_for_function("document.getElementById('verify-error').textContent.length > 0")
+    # A selector, not wait_for_function: the page's CSP refuses the eval that one needs.
+    page.wait_for_selector("#verify-error:not(:empty)")
     return page.inner_text("#verify-error")
 
 
