@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -45,7 +46,7 @@ _TOMBSTONE = TOMBSTONE.encode()
 MAX_PENDING = 10_000
 
 
-def _record(tier: str, outcome: str) -> None:
+def record_tier(tier: str, outcome: str) -> None:
     """Tell the metrics (when the monitoring module is present)."""
     try:
         from chatbot.metrics import record_cache
@@ -106,7 +107,7 @@ class MemoryCache:
             value = self._data.get(key)
         outcome = "miss" if value is None else "hit"
         self.stats[outcome] += 1
-        _record("memory", outcome)
+        record_tier("memory", outcome)
         return value
 
     def set(self, key: str, value: Any) -> None:
@@ -162,11 +163,8 @@ class RedisCache:
         counters read along (e.g. response versions), not cached values."""
         if not self.enabled:
             return [None] * len(keys)
-        try:
-            self._replay()
-            raws = self.client.mget([self.key(k) for k in keys])
-        except redis.RedisError as exc:
-            self._failed("get", exc)
+        raws = self._mget(keys)
+        if raws is None:
             return None
         values = []
         for n, raw in enumerate(raws):
@@ -176,17 +174,33 @@ class RedisCache:
             values.append(None if missing else loads(raw))
         return values
 
+    def get_or_load(self, key: str, load: Callable[[], Any], ttl_s: int | None = None) -> Any:
+        """Read-through: the cached value, else `load()` (cached unless None).
+
+        Cached with only_if_absent, so a load that raced a write's tombstone is not kept.
+        """
+        value = self.get(key)
+        if value is None:
+            value = load()
+            if value is not None:
+                self.set(key, value, ttl_s, only_if_absent=True)
+        return value
+
     def get_counters(self, keys: list[str]) -> list[int] | None:
         """Integer counters (missing = 0) in one round trip; None when Redis is down."""
         if not self.enabled:
             return None
+        raws = self._mget(keys)
+        return None if raws is None else [int(r) if r is not None else 0 for r in raws]
+
+    def _mget(self, keys: list[str]) -> list[bytes | None] | None:
+        """The raw values of `keys` (one MGET, after any pending invalidations), or None."""
         try:
             self._replay()
-            raws = self.client.mget([self.key(k) for k in keys])
+            return self.client.mget([self.key(k) for k in keys])
         except redis.RedisError as exc:
             self._failed("get", exc)
             return None
-        return [int(r) if r is not None else 0 for r in raws]
 
     # --- writes -------------------------------------------------------------------------
     def set(
@@ -303,7 +317,7 @@ class RedisCache:
 
     def _count(self, outcome: str) -> None:
         self.stats[outcome] += 1
-        _record("redis", outcome)
+        record_tier("redis", outcome)
 
     def _failed(self, op: str, exc: redis.RedisError) -> None:
         # An outage would otherwise log one line per request (measured: megabytes a second).

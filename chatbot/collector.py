@@ -98,37 +98,36 @@ def read_registry(path: str) -> Reading:
     return reading
 
 
+# Samples added up as they are: metric name -> Reading attribute.
+_SUMS = {
+    "chatbot_http_response_time_seconds_sum": "time_sum",
+    "chatbot_http_requests_in_flight": "in_flight",
+    "chatbot_mongodb_command_duration_seconds_count": "mongo_calls",
+    "chatbot_mongodb_command_duration_seconds_sum": "mongo_seconds",
+    "chatbot_mongodb_command_errors_total": "mongo_errors",
+    "chatbot_redis_call_duration_seconds_count": "redis_calls",
+    "chatbot_redis_call_duration_seconds_sum": "redis_seconds",
+    "chatbot_redis_errors_total": "redis_errors",
+    "chatbot_instance_workers": "workers",
+}
+
+
 def _add_sample(
     r: Reading, buckets: dict[float, float], name: str, labels: dict[str, str], value: float
 ) -> None:
-    if name == "chatbot_http_requests_total":
+    attr = _SUMS.get(name)
+    if attr is not None:
+        setattr(r, attr, getattr(r, attr) + value)
+    elif name == "chatbot_http_requests_total":
         r.by_status[labels["status"]] = r.by_status.get(labels["status"], 0.0) + value
     elif name == "chatbot_http_response_time_seconds_bucket":
         bound = float(labels["le"])  # "+Inf" parses as inf
         buckets[bound] = buckets.get(bound, 0.0) + value
-    elif name == "chatbot_http_response_time_seconds_sum":
-        r.time_sum += value
-    elif name == "chatbot_http_requests_in_flight":
-        r.in_flight += value
     elif name == "chatbot_cache_requests_total":
         key = (labels["tier"], labels["outcome"])
         r.cache[key] = r.cache.get(key, 0.0) + value
-    elif name == "chatbot_mongodb_command_duration_seconds_count":
-        r.mongo_calls += value
-    elif name == "chatbot_mongodb_command_duration_seconds_sum":
-        r.mongo_seconds += value
-    elif name == "chatbot_mongodb_command_errors_total":
-        r.mongo_errors += value
-    elif name == "chatbot_redis_call_duration_seconds_count":
-        r.redis_calls += value
-    elif name == "chatbot_redis_call_duration_seconds_sum":
-        r.redis_seconds += value
-    elif name == "chatbot_redis_errors_total":
-        r.redis_errors += value
     elif name == "chatbot_http_shed_total":
         r.shed[labels["reason"]] = r.shed.get(labels["reason"], 0.0) + value
-    elif name == "chatbot_instance_workers":
-        r.workers += value
 
 
 def quantile(bounds: list[float], cumulative: list[float], q: float) -> float | None:

@@ -32,7 +32,7 @@ import redis
 from flask import Response, current_app, g, request
 from flask_caching import Cache
 
-from chatbot.cache import RESPONSE_EPOCH, MemoryCache, RedisCache
+from chatbot.cache import RESPONSE_EPOCH, MemoryCache, RedisCache, record_tier
 
 STAFF = "staff"
 STAFF_ROLES = ("health_worker", "admin")  # chatbot.auth.STAFF_ROLES (not imported: a cycle)
@@ -142,7 +142,7 @@ class ResponseCache:
             entry = self.flask_cache.get(key)
         except redis.RedisError:  # flask-caching raises the backend's errors on a direct get
             entry = None
-        _count_response(entry is not None)
+        record_tier("response", "miss" if entry is None else "hit")
         if entry is not None:
             self.memory.set(key, entry)
         return entry
@@ -169,9 +169,3 @@ def cached(scope: str = "user", by_day: bool = False) -> Callable:
         return wrapper
 
     return decorator
-
-
-def _count_response(hit: bool) -> None:
-    from chatbot.cache import _record
-
-    _record("response", "hit" if hit else "miss")

@@ -37,27 +37,21 @@ class ChildDirectory:
 
     def list_for_user(self, user_id: str) -> list[dict[str, Any]]:
         """The parent's active children, oldest first."""
-        key = f"children:{user_id}"
-        children = self.cache.get(key)
-        if children is None:
-            children = self.repo.list_for_user(user_id)
-            self.cache.set(key, children, self.ttl_s, only_if_absent=True)
-        return children
+        return self.cache.get_or_load(
+            f"children:{user_id}", lambda: self.repo.list_for_user(user_id), self.ttl_s
+        )
 
     def summary(self, child_id: str) -> dict[str, Any] | None:
         """{"child": ..., "recentScreenings": [...]} or None; ownership is the caller's check."""
-        key = f"child:{child_id}"
-        found = self.cache.get(key)
-        if found is None:
+
+        def load() -> dict[str, Any] | None:
             child = self.repo.get(child_id)
             if child is None:
                 return None
-            found = {
-                "child": child,
-                "recentScreenings": self.questionnaires.recent_for_child(child_id, RECENT),
-            }
-            self.cache.set(key, found, self.ttl_s, only_if_absent=True)
-        return found
+            recent = self.questionnaires.recent_for_child(child_id, RECENT)
+            return {"child": child, "recentScreenings": recent}
+
+        return self.cache.get_or_load(f"child:{child_id}", load, self.ttl_s)
 
     def get_for_user(self, user_id: str, child_id: str) -> dict[str, Any] | None:
         """The user's child: from a cached summary, else one read (the summary is not built)."""
