@@ -186,6 +186,8 @@ def test_messages_of_one_user_are_processed_one_at_a_time(app):
         user = UserRepository(mongo.db).by_phone("+6281200000008")
         in_progress = QuestionnaireRepository(mongo.db).in_progress_for_user(user["id"])
     assert len(in_progress["answers"]) == 5
+    # Each answer recorded once, for the next item in turn: none lost, none twice.
+    assert [a["number"] for a in in_progress["answers"]] == [1, 2, 3, 4, 5]
 
 
 def test_archived_child_leaves_the_lists_but_keeps_its_history(client):
