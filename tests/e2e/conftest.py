@@ -7,6 +7,7 @@ restart them without disturbing the rest of the suite.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -87,3 +88,27 @@ def wait_until_healthy(stack: Stack, timeout: float = 20.0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"stack never became healthy\n{stack.logs()}")
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# As root, and on a closed network: no sandbox, no background connections (see docs/testing.md).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium through Playwright, one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -2,21 +2,10 @@
 
 import pytest
 
-from tests.e2e.test_browser import ARGS, CHROMIUM
 from tests.e2e.test_conversations import logged_code
 from tests.support import HttpChat
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
 
 
 def wrong_code_message(stack, page, phone: str) -> str:

@@ -302,49 +302,43 @@ def grant_admin(instance: Instance, phone: str) -> str:
     return chat.token
 
 
-def test_the_dashboard_in_chromium(instance, tmp_path):
-    from tests.e2e.test_browser import ARGS, CHROMIUM
-
+def test_the_dashboard_in_chromium(instance, tmp_path, browser):
     vendor = ROOT / "chatbot" / "web" / "dashboard" / "vendor" / "uPlot.iife.min.js"
     assert vendor.exists(), "make setup installs the charting library"
     token = grant_admin(instance, "081700000001")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            # Offline: anything but the instance itself (a CDN) would fail the page.
-            context = browser.new_context()
-            context.route(
-                "**/*",
-                lambda route: (
-                    route.continue_()
-                    if route.request.url.startswith(instance.url)
-                    else route.abort()
-                ),
-            )
-            page = context.new_page()
-            page.set_default_timeout(10_000)
-            page.goto(instance.url + "/admin/")
-            assert page.is_visible("#signin")  # no token, no figures
-            # A parent's token: the admin API refuses it, the page says so.
-            parent = HttpChat(instance.url, "081700000002").token
-            page.evaluate(f"sessionStorage.setItem('chatbot.adminToken', {json.dumps(parent)})")
-            page.reload()
-            page.wait_for_selector("#signin-error:text('not an admin')")
-            assert not page.is_visible("#board")
-            page.evaluate(f"sessionStorage.setItem('chatbot.adminToken', {json.dumps(token)})")
-            page.reload()
-            page.wait_for_selector("body[data-loaded='1']")
-            page.wait_for_selector("#chart-throughput canvas")
-            assert page.locator(".charts canvas").count() >= 6
-            assert "high_memory_usage" in page.inner_text("#open-alerts")
-            assert "mon1" in page.inner_text("#instances")
-            # It refreshes itself: the status line changes with the next interval.
-            first = page.inner_text("#status")
-            # expect, not wait_for_function: the page's CSP refuses the eval that one needs.
-            expect(page.locator("#status")).not_to_have_text(first, timeout=12_000)
-            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
-            assert (tmp_path / "dashboard.png").stat().st_size > 10_000
-        finally:
-            browser.close()
+    # Offline: anything but the instance itself (a CDN) would fail the page.
+    context = browser.new_context()
+    try:
+        context.route(
+            "**/*",
+            lambda route: (
+                route.continue_() if route.request.url.startswith(instance.url) else route.abort()
+            ),
+        )
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.goto(instance.url + "/admin/")
+        assert page.is_visible("#signin")  # no token, no figures
+        # A parent's token: the admin API refuses it, the page says so.
+        parent = HttpChat(instance.url, "081700000002").token
+        page.evaluate(f"sessionStorage.setItem('chatbot.adminToken', {json.dumps(parent)})")
+        page.reload()
+        page.wait_for_selector("#signin-error:text('not an admin')")
+        assert not page.is_visible("#board")
+        page.evaluate(f"sessionStorage.setItem('chatbot.adminToken', {json.dumps(token)})")
+        page.reload()
+        page.wait_for_selector("body[data-loaded='1']")
+        page.wait_for_selector("#chart-throughput canvas")
+        assert page.locator(".charts canvas").count() >= 6
+        assert "high_memory_usage" in page.inner_text("#open-alerts")
+        assert "mon1" in page.inner_text("#instances")
+        # It refreshes itself: the status line changes with the next interval.
+        first = page.inner_text("#status")
+        # expect, not wait_for_function: the page's CSP refuses the eval that one needs.
+        expect(page.locator("#status")).not_to_have_text(first, timeout=12_000)
+        page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+        assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+    finally:
+        context.close()
