@@ -46,9 +46,9 @@ def health() -> ResponseReturnValue:
 
     503 means the database did not answer, not that it answered slowly: the ping gets
     HEALTH_TIMEOUT_S (1.5 s), a budget a busy database meets (its reply waits behind the
-    load, it still comes) and a frozen one does not. A stopped database refuses the
-    connection and is reported at once; a frozen one (SIGSTOP, a hung host) after the
-    budget. A tight budget (it was 0.3 s) turned /health to 503 for moments under load
+    load, it still comes) and a frozen one does not. A database that refuses the
+    connection is reported in 0.5 s (Mongo.ping); a frozen one (SIGSTOP, a hung host)
+    after the budget, then in 0.5 s once PyMongo's monitor has seen it time out. A tight budget (it was 0.3 s) turned /health to 503 for moments under load
     while every request was still being served.
     """
     timeout = current_app.config["HEALTH_TIMEOUT_S"]

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pymongo
 from pymongo import monitoring
 from pymongo.database import Database
+from pymongo.errors import PyMongoError
 
 from chatbot.settings import Settings
+
+
+# How long a ping waits for a server whose last heartbeat failed: one turn of PyMongo's
+# server-selection loop, which wakes every 0.5 s (its minimum heartbeat interval).
+KNOWN_DOWN_WAIT_S = 0.5
 
 
 class Mongo:
@@ -69,9 +76,33 @@ class Mongo:
         )
 
     def ping(self, timeout_s: float) -> None:
-        """Ping the server within `timeout_s`, server selection included; raise on failure."""
-        with pymongo.timeout(timeout_s):
+        """Ping the server within `timeout_s`, server selection included; raise on failure.
+
+        A server PyMongo knows to be up gets the whole budget: a busy database's reply
+        waits behind the load but comes. Otherwise server selection would wait out the
+        whole budget on every probe of a stopped database, so the first KNOWN_DOWN_WAIT_S
+        is a look: the selection asks the monitor for an immediate check, and a server
+        that refused or timed out in it is reported down there; one that is merely slow
+        to answer its first handshake gets the rest of the budget.
+        """
+        if self.client.topology_description.has_readable_server():
+            with pymongo.timeout(timeout_s):
+                self.db.command("ping")
+            return
+        started = time.monotonic()
+        try:
+            with pymongo.timeout(min(timeout_s, KNOWN_DOWN_WAIT_S)):
+                self.db.command("ping")
+            return
+        except PyMongoError:
+            if self._last_check_failed():
+                raise
+        with pymongo.timeout(max(timeout_s - (time.monotonic() - started), 0.001)):
             self.db.command("ping")
+
+    def _last_check_failed(self) -> bool:
+        servers = self.client.topology_description.server_descriptions().values()
+        return bool(servers) and all(server.error is not None for server in servers)
 
     def close(self) -> None:
         if self._client is not None:

@@ -60,12 +60,12 @@ def test_health_goes_ok_degraded_unavailable_ok(stack):
 
         stack.ferretdb.stop()
         reply, _ = poll_health(stack, 503, "unavailable")
-        # Every instance answers 503 within its ping budget (HEALTH_TIMEOUT_S, 1.5 s)
-        # while the database is down; usually at once (connection refused).
+        # A refused connection is reported in 0.5 s (Mongo.ping), well inside the
+        # 1.5 s budget (HEALTH_TIMEOUT_S) that a frozen database would take.
         for _ in range(6):
             started = time.monotonic()
             reply = http("GET", stack.url + "/health", timeout=5)
-            assert time.monotonic() - started < 2.0
+            assert time.monotonic() - started < 1.4
             assert reply.status == 503
             assert reply.json()["checks"]["mongodb"]["status"] == "down"
     finally:
