@@ -32,7 +32,7 @@ DUPLICATE_KEY = 11000
 
 
 class MessageArchive:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database[dict[str, Any]]) -> None:
         self.messages = db["messages"]
         self.archive = db["messages_archive"]
 

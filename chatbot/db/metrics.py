@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, monitoring
@@ -63,14 +63,19 @@ def _name(command: str) -> str:
     return command if command in KNOWN_COMMANDS else "other"
 
 
+@overload
+def _plain(doc: dict[str, Any]) -> dict[str, Any]: ...
+@overload
+def _plain(doc: dict[str, Any] | None) -> dict[str, Any] | None: ...
 def _plain(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    # Overloaded so that a document read from a cursor is known to stay a dict.
     return out(doc)
 
 
 class MetricsRepository:
     """The instances' snapshots, one document per instance per interval."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database[dict[str, Any]]) -> None:
         self.col = db["metrics"]
 
     def ensure_indexes(self) -> None:
@@ -92,7 +97,7 @@ class MetricsRepository:
         latest: dict[str, dict[str, Any]] = {}
         for doc in self.col.find({"timestamp": {"$gte": since}}).sort("timestamp", DESCENDING):
             latest.setdefault(doc["instance"], doc)
-        return [_plain(doc) for _, doc in sorted(latest.items())]  # type: ignore[misc]
+        return [_plain(doc) for _, doc in sorted(latest.items())]
 
     def history(
         self, start: datetime, end: datetime, instance: str | None = None, limit: int = 5000
@@ -104,7 +109,7 @@ class MetricsRepository:
         # Newest `limit` first, then put back in time order.
         docs = list(self.col.find(query).sort("timestamp", DESCENDING).limit(limit))
         docs.reverse()
-        return [_plain(doc) for doc in docs]  # type: ignore[misc]
+        return [_plain(doc) for doc in docs]
 
     def delete_before(self, cutoff: datetime) -> int:
         return self.col.delete_many({"timestamp": {"$lt": cutoff}}).deleted_count
@@ -117,7 +122,7 @@ class AlertRepository:
     removes the key, so the index only ever holds the open ones.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database[dict[str, Any]]) -> None:
         self.col = db["alerts"]
 
     def ensure_indexes(self) -> None:
@@ -171,7 +176,7 @@ class AlertRepository:
             if existing is not None:
                 return existing, False
             raise
-        return _plain(doc), True  # type: ignore[return-value]
+        return _plain(doc), True
 
     def still_open(self, alert_id: str, now: datetime, value: float, details: Any) -> None:
         """The condition holds again: note when, the latest value and the peak."""
@@ -217,7 +222,7 @@ class AlertRepository:
         if opened:
             query["openedAt"] = opened
         docs = self.col.find(query, {"openKey": 0}).sort("openedAt", DESCENDING).limit(limit)
-        return [_plain(doc) for doc in docs]  # type: ignore[misc]
+        return [_plain(doc) for doc in docs]
 
     def delete_resolved_before(self, cutoff: datetime) -> int:
         return self.col.delete_many(

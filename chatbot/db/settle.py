@@ -26,7 +26,7 @@ NO_REPLY = "no_reply_after_crash"
 
 
 class MessageSettler:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database[dict[str, Any]]) -> None:
         self.col = db["messages"]
 
     def settle(self, before: datetime, now: datetime, batch_size: int = 500) -> dict[str, int]:

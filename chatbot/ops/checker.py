@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypedDict
 
 from chatbot.ops import upstreams
 from chatbot.settings import ConfigError, _float, _int, _str
@@ -80,6 +81,14 @@ class Probe:
     at: str
 
 
+class Transition(TypedDict):
+    """An instance's last change of verdict, as shown in the status file."""
+
+    to: str  # "healthy" or "unhealthy"
+    at: str
+    reason: str
+
+
 @dataclass
 class Track:
     """What the checker remembers of one instance between rounds."""
@@ -87,7 +96,7 @@ class Track:
     failures: int = 0  # in a row
     successes: int = 0  # in a row
     last: Probe | None = None
-    last_transition: dict | None = None
+    last_transition: Transition | None = None
     transitions: int = 0
 
 
@@ -218,7 +227,7 @@ class Checker:
                 },
             )
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         state = upstreams.load(self.prefix)
         servers = []
         for server in state.servers:
@@ -291,9 +300,9 @@ class _StampFilter(logging.Filter):
         return True
 
 
-def read_status(prefix: Path) -> dict:
+def read_status(prefix: Path) -> dict[str, Any]:
     """The checker's last status with the current rotation (for `status` and tests)."""
-    status = json.loads((prefix / STATUS_FILE).read_text())
+    status: dict[str, Any] = json.loads((prefix / STATUS_FILE).read_text())
     state = upstreams.load(prefix)
     rotation = {s.address: state.in_rotation(s) for s in state.servers}
     for server in status["servers"]:

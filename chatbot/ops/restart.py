@@ -127,7 +127,9 @@ def run_command(template: str, server: upstreams.Server) -> None:
         raise RestartError(f"{server.name}: `{command}` exited with {done.returncode}")
 
 
-def wait_healthy(server: upstreams.Server, config: CheckerConfig, needed: int, timeout: float):
+def wait_healthy(
+    server: upstreams.Server, config: CheckerConfig, needed: int, timeout: float
+) -> None:
     deadline = time.monotonic() + timeout
     in_a_row = 0
     while time.monotonic() < deadline:

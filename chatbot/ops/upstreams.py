@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -109,7 +110,7 @@ class Upstreams:
             return False
         return server.healthy or self.fail_open()
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "listen": self.listen,
             "max_conns": self.max_conns,
@@ -119,7 +120,7 @@ class Upstreams:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> Upstreams:
+    def from_dict(cls, data: Mapping[str, Any]) -> Upstreams:
         fields = ("name", "address", "healthy", "drained")
         return cls(
             listen=data["listen"],

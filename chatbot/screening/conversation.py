@@ -139,7 +139,8 @@ class Conversation:
 
     @property
     def user_id(self) -> str:
-        return self.user["id"]
+        user_id: str = self.user["id"]
+        return user_id
 
     # --- talking ------------------------------------------------------------------------
     def text(self, key: str, **values: Any) -> str:

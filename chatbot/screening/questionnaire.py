@@ -290,7 +290,8 @@ def action_text(c: Conversation, action: str, due: datetime | date | None) -> st
 
 # --- continuing an unfinished questionnaire ---------------------------------------------------
 def within_window(c: Conversation, questionnaire: dict[str, Any]) -> bool:
-    return c.now - questionnaire["startedAt"] <= c.config.resume_window
+    started: datetime = questionnaire["startedAt"]
+    return c.now - started <= c.config.resume_window
 
 
 def offer_resume(c: Conversation, questionnaire: dict[str, Any]) -> None:

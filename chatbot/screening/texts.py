@@ -14,7 +14,8 @@ FALLBACK_LANGUAGE = "id"
 
 @cache
 def _load_texts(path: Path) -> dict[str, dict[str, str]]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    texts: dict[str, dict[str, str]] = json.loads(path.read_text(encoding="utf-8"))
+    return texts
 
 
 class Texts:
