@@ -95,7 +95,7 @@ class MemoryCache:
     """A bounded LRU with a TTL, one per worker process (cachetools.TTLCache + a lock)."""
 
     def __init__(self, maxsize: int = 4096, ttl_s: float = 600, enabled: bool = True) -> None:
-        self._data: cachetools.TTLCache = cachetools.TTLCache(maxsize=maxsize, ttl=ttl_s)
+        self._data: cachetools.TTLCache[str, Any] = cachetools.TTLCache(maxsize=maxsize, ttl=ttl_s)
         self._lock = threading.Lock()
         self.stats: Counter[str] = Counter()
         self.enabled = enabled  # False: every read a miss, nothing kept (CACHE_ENABLED=0)
@@ -168,10 +168,11 @@ class RedisCache:
             return None
         values = []
         for n, raw in enumerate(raws):
-            missing = raw is None or raw == _TOMBSTONE
+            if raw == _TOMBSTONE:
+                raw = None
             if counted is None or n < counted:
-                self._count("miss" if missing else "hit")
-            values.append(None if missing else loads(raw))
+                self._count("miss" if raw is None else "hit")
+            values.append(None if raw is None else loads(raw))
         return values
 
     def get_or_load(self, key: str, load: Callable[[], Any], ttl_s: int | None = None) -> Any:
@@ -193,7 +194,7 @@ class RedisCache:
         raws = self._mget(keys)
         return None if raws is None else [int(r) if r is not None else 0 for r in raws]
 
-    def _mget(self, keys: list[str]) -> list[bytes | None] | None:
+    def _mget(self, keys: list[str]) -> list[bytes | str | None] | None:
         """The raw values of `keys` (one MGET, after any pending invalidations), or None."""
         try:
             self._replay()

@@ -26,10 +26,11 @@ import functools
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypedDict
 
 import redis
 from flask import Response, current_app, g, request
+from flask.typing import ResponseReturnValue
 from flask_caching import Cache
 
 from chatbot.cache import RESPONSE_EPOCH, MemoryCache, RedisCache, record_tier
@@ -37,6 +38,15 @@ from chatbot.cache import RESPONSE_EPOCH, MemoryCache, RedisCache, record_tier
 STAFF = "staff"
 STAFF_ROLES = ("health_worker", "admin")  # chatbot.auth.STAFF_ROLES (not imported: a cycle)
 CACHE_CONTROL = "private, no-cache"
+
+P = ParamSpec("P")
+
+
+class CachedResponse(TypedDict):
+    """A cached 200 JSON answer, as kept in both tiers."""
+
+    body: str
+    etag: str  # a hash of the body
 
 
 def version_key(scope: str) -> str:
@@ -72,7 +82,8 @@ class ResponseCache:
 
     def _versions(self, user_id: str) -> dict[str, int] | None:
         if "response_versions" in g:  # read with the user by auth_required
-            return g.response_versions
+            prefetched: dict[str, int] | None = g.response_versions
+            return prefetched
         counters = self.redis.get_counters(self.prefetch_keys(user_id))
         if counters is None:
             return None
@@ -100,7 +111,14 @@ class ResponseCache:
             version += "." + str(versions[version_key(STAFF)])
         return f"response:{versions[RESPONSE_EPOCH]}:{scope}:{version}:{digest}"
 
-    def serve(self, view: Callable, scope: str, by_day: bool, args: Any, kwargs: Any) -> Any:
+    def serve(
+        self,
+        view: Callable[..., ResponseReturnValue],
+        scope: str,
+        by_day: bool,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> ResponseReturnValue:
         """Answer from the cache, or run `view` and keep its 200 JSON answer."""
         if not current_app.config.get("RESPONSE_CACHE_ENABLED", True):
             return view(*args, **kwargs)
@@ -117,14 +135,14 @@ class ResponseCache:
             if response.status_code != 200 or response.mimetype != "application/json":
                 return response
             body = response.get_data(as_text=True)
-            entry = {
-                "body": body,
-                "etag": hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest(),
-            }
+            entry = CachedResponse(
+                body=body,
+                etag=hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest(),
+            )
             self._set(key, entry)
         return self.respond(entry)
 
-    def respond(self, entry: dict[str, str]) -> Response:
+    def respond(self, entry: CachedResponse) -> Response:
         g.response_etag = entry["etag"]  # names the compressed body (chatbot/compression.py)
         response = Response(entry["body"], mimetype="application/json")
         response.set_etag(entry["etag"])
@@ -132,10 +150,11 @@ class ResponseCache:
         response.vary.add("Authorization")
         # 304 when If-None-Match names this ETag (compression adds its suffix later and
         # evaluates the request again, see chatbot/compression.py).
-        return response.make_conditional(request)
+        response.make_conditional(request)  # in place (it returns the same object)
+        return response
 
-    def _get(self, key: str) -> dict[str, str] | None:
-        entry = self.memory.get(key)
+    def _get(self, key: str) -> CachedResponse | None:
+        entry: CachedResponse | None = self.memory.get(key)
         if entry is not None:
             return entry
         try:
@@ -147,23 +166,25 @@ class ResponseCache:
             self.memory.set(key, entry)
         return entry
 
-    def _set(self, key: str, entry: dict[str, str]) -> None:
+    def _set(self, key: str, entry: CachedResponse) -> None:
         self.memory.set(key, entry)
         with contextlib.suppress(redis.RedisError):  # a cache never fails a request
             self.flask_cache.set(key, entry, timeout=self.ttl_s)
 
 
-def cached(scope: str = "user", by_day: bool = False) -> Callable:
+def cached(
+    scope: str = "user", by_day: bool = False
+) -> Callable[[Callable[P, ResponseReturnValue]], Callable[P, ResponseReturnValue]]:
     """Cache a view's 200 JSON answers per user ("user") or for all staff ("staff");
     `by_day` for answers that change with the date, not only with writes.
 
     Put it below `auth_required` (it needs g.user).
     """
 
-    def decorator(view: Callable) -> Callable:
+    def decorator(view: Callable[P, ResponseReturnValue]) -> Callable[P, ResponseReturnValue]:
         @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            responses = current_app.extensions["chatbot.responses"]
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> ResponseReturnValue:
+            responses: ResponseCache = current_app.extensions["chatbot.responses"]
             return responses.serve(view, scope, by_day, args, kwargs)
 
         return wrapper

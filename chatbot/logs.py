@@ -12,6 +12,8 @@ from pythonjsonlogger.json import JsonFormatter
 # One format for the app and for gunicorn's own loggers (see gunicorn.conf.py).
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 RENAME_FIELDS = {"asctime": "time", "levelname": "level", "name": "logger"}
+# The name of the root handler configure_logging adds (once per process).
+HANDLER_NAME = "chatbot"
 
 
 class RequestContextFilter(logging.Filter):
@@ -37,11 +39,10 @@ def configure_logging(level: str, instance_id: str) -> None:
     RequestContextFilter.instance_id = instance_id
     root = logging.getLogger()
     root.setLevel(level)
-    for handler in root.handlers:
-        if getattr(handler, "_chatbot", False):
-            return
+    if any(h.get_name() == HANDLER_NAME for h in root.handlers):
+        return
     handler = logging.StreamHandler(sys.stdout)
+    handler.set_name(HANDLER_NAME)  # marks our handler for idempotence
     handler.setFormatter(make_formatter())
     handler.addFilter(RequestContextFilter())
-    handler._chatbot = True  # type: ignore[attr-defined]  # marks our handler for idempotence
     root.addHandler(handler)

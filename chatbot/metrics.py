@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Request, Response, request
 from flask.typing import ResponseReturnValue
 
 log = logging.getLogger(__name__)
@@ -334,7 +334,9 @@ def _request_started() -> None:
     if m is None:
         return
     m.ensure_sampler()
-    req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not five
+    # One proxy lookup, not five. Flask annotates its `request` proxy as the Request itself,
+    # so the proxy's own method is unknown to mypy.
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
     rule = req.url_rule
     route = rule.rule if rule is not None else UNMATCHED
     environ = req.environ
@@ -408,7 +410,7 @@ def _hook_clients() -> None:
     from chatbot.redis_store import BreakerConnection
 
     mongo.add_listener(CommandTimer(_mongo_observed))
-    BreakerConnection.observer = staticmethod(_redis_observed)  # type: ignore[assignment]
+    BreakerConnection.observer = staticmethod(_redis_observed)
     _hooked = True
 
 
@@ -529,7 +531,7 @@ def child_exit(server: Any, worker: Any) -> None:
         multiprocess.mark_process_dead(worker.pid, path)
 
 
-_collector: subprocess.Popen | None = None
+_collector: subprocess.Popen[bytes] | None = None
 
 
 def start_collector(server: Any) -> None:
