@@ -10,8 +10,9 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from chatbot.settings import Settings
+from chatbot.version import __version__
 
-__version__ = "0.1.0"
+__all__ = ["__version__", "create_app"]
 
 
 class JSONProvider(DefaultJSONProvider):

@@ -10,9 +10,9 @@ import psutil
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
-from chatbot import __version__
 from chatbot.db import own_deadline
 from chatbot.extensions import mongo, redis_store
+from chatbot.version import __version__
 
 bp = Blueprint("health", __name__)
 _process = psutil.Process()
@@ -48,8 +48,9 @@ def health() -> ResponseReturnValue:
     HEALTH_TIMEOUT_S (1.5 s), a budget a busy database meets (its reply waits behind the
     load, it still comes) and a frozen one does not. A database that refuses the
     connection is reported in 0.5 s (Mongo.ping); a frozen one (SIGSTOP, a hung host)
-    after the budget, then in 0.5 s once PyMongo's monitor has seen it time out. A tight budget (it was 0.3 s) turned /health to 503 for moments under load
-    while every request was still being served.
+    after the budget, then in 0.5 s once PyMongo's monitor has seen it time out. A tight
+    budget (it was 0.3 s) turned /health to 503 for moments under load while every request
+    was still being served.
     """
     timeout = current_app.config["HEALTH_TIMEOUT_S"]
     checks = {

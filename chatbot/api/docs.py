@@ -14,9 +14,9 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from chatbot import __version__
 from chatbot.api import PREFIX, admin
 from chatbot.api import schemas as s
+from chatbot.version import __version__
 
 bp = Blueprint("docs", __name__)
 

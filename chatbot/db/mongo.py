@@ -13,7 +13,6 @@ from pymongo.errors import PyMongoError
 
 from chatbot.settings import Settings
 
-
 # How long a ping waits for a server whose last heartbeat failed: one turn of PyMongo's
 # server-selection loop, which wakes every 0.5 s (its minimum heartbeat interval).
 KNOWN_DOWN_WAIT_S = 0.5
