@@ -33,7 +33,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 
@@ -377,12 +377,23 @@ def conditions(snapshot: dict[str, Any], t: Thresholds) -> dict[str, Condition]:
     }
 
 
+class AlertStore(Protocol):
+    """Where alerts are kept: chatbot.db.metrics.AlertRepository (see it for the contract)."""
+
+    def find_open(self, kind: str, instance: str) -> dict[str, Any] | None: ...
+    def open(self, alert: dict[str, Any]) -> tuple[dict[str, Any], bool]: ...
+    def still_open(self, alert_id: str, now: datetime, value: float, details: Any) -> None: ...
+    def resolve(
+        self, alert_id: str, now: datetime, value: float | None
+    ) -> dict[str, Any] | None: ...
+
+
 class Alerter:
     """Opens an alert when its condition holds, resolves it when it clears; one open per kind."""
 
     def __init__(
         self,
-        alerts: Any,  # chatbot.db.metrics.AlertRepository
+        alerts: AlertStore,
         instance: str,
         thresholds: Thresholds,
         notify: Callable[[dict[str, Any]], None] | None = None,
@@ -414,6 +425,8 @@ class Alerter:
                 if new:
                     events.append(self._event("opened", alert))
             elif c.firing:
+                assert current is not None  # the branch above took the other case
+                assert c.value is not None  # a firing condition was measured
                 self.alerts.still_open(current["id"], now, c.value, c.details)
             elif current is not None:
                 resolved = self.alerts.resolve(current["id"], now, c.value)

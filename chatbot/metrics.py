@@ -28,13 +28,19 @@ import threading
 import time
 from bisect import bisect_left
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psutil
 from flask import Blueprint, Flask, Request, Response, request
 from flask.typing import ResponseReturnValue
 
+if TYPE_CHECKING:  # imported for real only once the multiprocess directory is known
+    from prometheus_client import Counter, Gauge, Histogram
+    from prometheus_client.metrics import MetricWrapperBase
+
 log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound="MetricWrapperBase")
 
 ENV_DIR = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "<unmatched>"
@@ -170,8 +176,10 @@ class _Metrics:
             multiprocess_mode="livemax",
         )
         # Label children are looked up once: .labels() costs more than the increment.
-        self._children: dict[Any, Any] = {}
-        self._per_request: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}  # -> metric.labels(...)
+        self._per_request: dict[
+            tuple[str, str, int], tuple[Counter, Gauge, Histogram, Counter | None]
+        ] = {}
         self._cache = {
             (tier, outcome): self.cache.labels(tier, outcome)
             for tier in CACHE_TIERS
@@ -182,31 +190,31 @@ class _Metrics:
         # metric files every FLUSH_S (a file write costs several times a dict update,
         # and prometheus_client's multiprocess values share one lock per process).
         self._pending = threading.Lock()
-        self._counts: dict[Any, float] = {}  # counter or gauge child -> amount
-        self._observed: dict[Any, list[float]] = {}  # histogram child -> [per bucket..., sum]
+        self._counts: dict[Counter | Gauge, float] = {}  # child -> amount
+        self._observed: dict[Histogram, list[float]] = {}  # child -> [per bucket..., sum]
         self._flushing = threading.Lock()
         self._sampler_pid = 0
         self._lock = threading.Lock()
 
-    def child(self, metric: Any, *labels: str) -> Any:
+    def child(self, metric: M, *labels: str) -> M:
         key = (id(metric), labels)
-        found = self._children.get(key)
+        found: M | None = self._children.get(key)
         if found is None:
             found = self._children[key] = metric.labels(*labels)
         return found
 
-    def add(self, child: Any, amount: float = 1.0) -> None:
+    def add(self, child: Counter | Gauge, amount: float = 1.0) -> None:
         """Add `amount` to a counter or gauge child, at the next flush."""
         with self._pending:
             self._counts[child] = self._counts.get(child, 0.0) + amount
 
-    def observe(self, histogram: Any, seconds: float) -> None:
+    def observe(self, histogram: Histogram, seconds: float) -> None:
         """Observe `seconds` in a histogram (or histogram child), at the next flush."""
         bucket = bisect_left(histogram._upper_bounds, seconds)
         with self._pending:
             self._observe(histogram, bucket, seconds)
 
-    def _observe(self, histogram: Any, bucket: int, seconds: float) -> None:
+    def _observe(self, histogram: Histogram, bucket: int, seconds: float) -> None:
         row = self._observed.get(histogram)
         if row is None:
             row = self._observed[histogram] = [0.0] * (len(histogram._upper_bounds) + 1)
