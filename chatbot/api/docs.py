@@ -57,6 +57,16 @@ OPERATIONS: list[Operation] = [
     ("get", "/openapi.json", "This document", None, {}, NONE),
 ]  # fmt: skip
 
+# One valid request body per model, shown to readers and sent first by schema-driven
+# clients (schemathesis's examples phase): without it a fuzzer rarely finds a phone
+# number this API accepts, and never gets past /chat/start's validation.
+EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
+    s.StartChat: {"phoneNumber": "081234567890", "language": "id"},
+    s.VerifyChat: {"challengeId": "Zk3rJ0x2Qm8vT1aB", "code": "123456"},
+    s.SendMessage: {"text": "halo", "clientMessageId": "web-1"},
+    s.Receipts: {"messageIds": ["66a1f0c2e4b0a1b2c3d4e5f6"]},
+}
+
 ERRORS = {
     400: "Invalid input", 401: "Missing or invalid token", 403: "Role not allowed",
     404: "Not found", 409: "Busy or conflicting", 413: "Body too large",
@@ -86,10 +96,10 @@ def openapi() -> dict[str, Any]:
                 for name, prop in schema["properties"].items()
             ]
         elif body is not None:
-            op["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": _ref(body)}},
-            }
+            content: dict[str, Any] = {"schema": _ref(body)}
+            if body in EXAMPLES:
+                content["example"] = EXAMPLES[body]
+            op["requestBody"] = {"required": True, "content": {"application/json": content}}
         if params:
             op["parameters"] = params
         op["responses"] = {
