@@ -10,6 +10,7 @@ from chatbot.screening import engine
 from chatbot.screening.conversation import Conversation
 from chatbot.screening.engine import COMMANDS, STEPS, Engine, Step, normalise, parse_date
 from chatbot.screening.state import CONTEXT_FIELDS
+from chatbot.screening.words import load_vocabulary
 from tests.unit.fakes import FakeStore, ShippedBanks
 
 SCREENING = Path(__file__).resolve().parents[2] / "chatbot" / "screening"
@@ -83,9 +84,13 @@ def test_full_screening_of_a_term_child_ends_with_result_and_next_step():
     assert child["lastScreening"]["riskLevel"] == "low"
 
 
-@pytest.mark.parametrize("word", ["ya", "Y", "iya", "YES", "1", " Ya! "])
-def test_yes_words(word):
-    assert normalise(word) in {"ya", "y", "iya", "yes", "1"}
+@pytest.mark.parametrize(
+    ("word", "normalised"),
+    [("ya", "ya"), ("Y", "y"), ("iya", "iya"), ("YES", "yes"), ("1", "1"), (" Ya! ", "ya")],
+)
+def test_yes_words(word, normalised):
+    assert normalise(word) == normalised
+    assert load_vocabulary().means(normalised, "yes")
 
 
 def start_screening(chat, born="01-04-2025"):
