@@ -2,43 +2,47 @@
 
 Every knob reads an environment variable first, so one file serves laptops and
 servers. Start with: gunicorn -c gunicorn.conf.py wsgi:app
+The variables are read and validated by chatbot.settings.GunicornSettings (the same way
+as the app's): a malformed one stops gunicorn with a message naming it.
 Hooks say which process they run in: the master (arbiter) or a worker.
 """
 
-import multiprocessing
-import os
+import sys
 from pathlib import Path
 
 import psutil
 
 from chatbot.logs import LOG_FORMAT, RENAME_FIELDS
+from chatbot.settings import ConfigError, GunicornSettings
 
-
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name) or default)
+try:
+    _settings = GunicornSettings.from_env()
+except ConfigError as exc:
+    # One line naming the variable, instead of a traceback from inside gunicorn.
+    sys.exit(f"gunicorn.conf.py: {exc}")
 
 
 # --- Socket ---------------------------------------------------------------
 # Where this instance listens. Keep it on loopback: nginx is the only client.
-bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+bind = _settings.bind
 # Connections the kernel holds until a worker accepts them. Not where overload
 # waits: nginx admits at most workers x threads requests to this instance at once
 # (max_conns, nginx/nginx.conf.template) and refuses the rest at once, so only that
 # many (plus its idle keep-alive connections) are ever open here. Kept large on
 # purpose: an overflowing backlog drops connection attempts, which nginx only notices
 # after proxy_connect_timeout (1 s), a slow failure instead of a fast one.
-backlog = _env_int("GUNICORN_BACKLOG", 2048)
+backlog = _settings.backlog
 
 # --- Workers --------------------------------------------------------------
 # One worker process per CPU: Python runs one thread at a time per process.
-workers = _env_int("WEB_CONCURRENCY", multiprocessing.cpu_count())
+workers = _settings.workers
 # Threaded workers overlap the waits on MongoDB and Redis inside each process and
 # keep nginx's upstream connections alive (sync workers close every connection).
 # Measured in docs/performance.md: threads x workers bounds in-flight requests.
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+worker_class = _settings.worker_class
 # Only gthread uses threads: gunicorn silently turns "sync" with threads > 1 into
 # gthread, so the thread count is forced to 1 for any other worker class.
-threads = _env_int("GUNICORN_THREADS", 16) if worker_class == "gthread" else 1
+threads = _settings.worker_threads
 # gthread: the connections one worker holds at once (in flight, waiting for a
 # thread, or idle keep-alive). While its threads are busy a gthread worker still
 # accepts and queues the requests; at this limit it stops accepting, and another
@@ -50,34 +54,37 @@ threads = _env_int("GUNICORN_THREADS", 16) if worker_class == "gthread" else 1
 # connections (nginx keeps up to 32 per nginx worker process): with too little, a
 # worker full of idle connections stops accepting while its threads have nothing
 # to do. Other worker classes ignore it.
-worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", threads + 64)
+worker_connections = _settings.connections_per_worker
 # A worker silent for this long is killed and replaced. Keep it well above the
 # MongoDB and Redis timeouts so an outage turns into 503s, not killed workers.
-timeout = _env_int("GUNICORN_TIMEOUT", 30)
+timeout = _settings.timeout
 # Seconds a worker gets to finish in-flight requests after TERM or a reload.
-graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 20)
+graceful_timeout = _settings.graceful_timeout
 # Idle seconds an nginx keepalive connection is held. Must exceed nginx's
 # upstream keepalive_timeout (4 s in nginx/) so gunicorn never closes first.
-keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
+keepalive = _settings.keepalive
 # Recycle each worker after this many requests (plus jitter, so they do not all
 # restart together) to bound slow leaks. 0 disables. Kept high on purpose: a
 # recycled worker serves nothing while the next one boots, and at 10000 the
 # benchmark saw workers recycle every few seconds under load (docs/performance.md);
 # the memory guard below retires a worker that really grows.
-max_requests = _env_int("GUNICORN_MAX_REQUESTS", 200000)
-max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 20000)
+max_requests = _settings.max_requests
+max_requests_jitter = _settings.max_requests_jitter
 # Retire a worker gracefully once its resident memory passes this many MiB
 # (gunicorn has no memory limit of its own). 0 disables. The default is the design's
 # per-worker limit, 1 GiB: far above what a worker uses (about 100 MiB), so only a
 # real leak trips it. A retired worker finishes its in-flight requests first.
-max_worker_rss_mb = _env_int("GUNICORN_MAX_WORKER_RSS_MB", 1024)
+max_worker_rss_mb = _settings.max_worker_rss_mb
 # Import the app in each worker, after the fork: PyMongo clients must not cross a fork.
 preload_app = False
 
 # --- Proxy ----------------------------------------------------------------
-# Trust X-Forwarded-* only from nginx on this host.
-forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
-proc_name = "chatbot-" + os.environ.get("INSTANCE_ID", "local")
+# gunicorn's own trust of forwarded headers: the peers whose X-Forwarded-Proto sets the
+# request's scheme. Empty by default, nobody: an address says nothing about who sends
+# (any process on nginx's host shares it). The app trusts X-Forwarded-For/-Proto/-Host
+# only on requests carrying nginx's PROXY_SECRET (chatbot/proxy.py, docs/deployment.md).
+forwarded_allow_ips = _settings.forwarded_allow_ips
+proc_name = "chatbot-" + _settings.instance_id
 
 # --- Control socket and pid file --------------------------------------------
 # Each instance has its own: gunicorn's default control socket is one per user
@@ -88,12 +95,12 @@ proc_name = "chatbot-" + os.environ.get("INSTANCE_ID", "local")
 # `make run`) never share one; the local stack names them var/run/app1.ctl etc.
 _ROOT = Path(__file__).resolve().parent
 _port = bind.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
-_run_dir = Path(os.environ.get("GUNICORN_RUN_DIR") or _ROOT / "var" / "run")
-_run_name = f"gunicorn-{os.environ.get('INSTANCE_ID', 'local')}-{_port}"
-control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET") or str(_run_dir / f"{_run_name}.ctl")
+_run_dir = Path(_settings.run_dir or _ROOT / "var" / "run")
+_run_name = f"gunicorn-{_settings.instance_id}-{_port}"
+control_socket = _settings.control_socket or str(_run_dir / f"{_run_name}.ctl")
 # 0600: only the service's user may reload or stop it through the socket.
 control_socket_mode = 0o600
-pidfile = os.environ.get("GUNICORN_PIDFILE") or str(_run_dir / f"{_run_name}.pid")
+pidfile = _settings.pidfile or str(_run_dir / f"{_run_name}.pid")
 for _path in (control_socket, pidfile):
     Path(_path).parent.mkdir(parents=True, exist_ok=True)
 
@@ -121,14 +128,14 @@ def _remove_stale_pidfile(path: str, instance_id: str) -> None:
     Path(path).unlink(missing_ok=True)
 
 
-_remove_stale_pidfile(pidfile, os.environ.get("INSTANCE_ID", "local"))
+_remove_stale_pidfile(pidfile, _settings.instance_id)
 
 # --- Logging --------------------------------------------------------------
 # nginx writes the access log (with $request_id); gunicorn's would duplicate it.
 # GUNICORN_ACCESS_LOG=1 turns gunicorn's on (JSON, on stdout) for debugging.
-access_log_on = os.environ.get("GUNICORN_ACCESS_LOG", "0") == "1"
+access_log_on = _settings.access_log
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}i)s'
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = _settings.log_level.lower()
 # gunicorn's own messages use the app's JSON format on stdout.
 logconfig_dict = {
     "version": 1,
@@ -206,19 +213,18 @@ def post_worker_init(worker):
 def when_ready(server):
     """Master process, once per start: create the MongoDB indexes (idempotent).
 
-    A short-lived client, closed before any worker forks. If the database is down
-    the service still starts (degraded); the sweeper creates the indexes later.
+    Through chatbot.db.indexes, like `init-db` and the sweeper: a client of its own with
+    the app's MongoDB settings and timeouts, closed before any worker forks. If the
+    database is down the service still starts (degraded, after
+    MONGO_SERVER_SELECTION_TIMEOUT_MS); the sweeper creates the indexes later.
     """
-    from pymongo import MongoClient
     from pymongo.errors import PyMongoError
 
-    from chatbot.db.indexes import ensure_indexes
+    from chatbot.db.indexes import ensure_indexes_with
     from chatbot.settings import Settings
 
-    settings = Settings.from_env()
     try:
-        with MongoClient(settings.mongo_uri, serverSelectionTimeoutMS=3000) as client:
-            ensure_indexes(client[settings.mongo_db])
+        ensure_indexes_with(Settings.from_env())
     except PyMongoError as exc:
         server.log.warning("could not create indexes at start-up: %s", type(exc).__name__)
     # Then the instance's one metrics collector (snapshots and alerts; docs/monitoring.md).

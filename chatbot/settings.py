@@ -1,263 +1,333 @@
-"""Settings for the service, read once from the environment.
+"""Settings for the service, read once from the environment with pydantic-settings.
 
-Every value has a documented default (see docs/configuration.md); secrets come only
-from the environment, and production refuses to start without them.
+Each setting is written once, as a field: its type and bounds, its default and the
+environment variable it comes from (docs/configuration.md explains each for operators).
+A malformed value stops start-up with a ConfigError naming the variable; production
+refuses to start without its secret or with the logging code sender.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
+import multiprocessing
 import os
+import re
 import socket
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import TypeVar
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic.dataclasses import dataclass
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode
 
 ENVIRONMENTS = ("development", "testing", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # A placeholder that is fine on a laptop and refused in production.
-T = TypeVar("T", int, float)
-
 DEV_SECRET_KEY = "dev-insecure-secret-key"  # noqa: S105 -- a known placeholder, refused in production
-
 
 # The development code sender (OTP_SENDER's default), in load_sender's dotted form.
 LOG_CODE_SENDER = "chatbot.auth.LogCodeSender"
+
+# The header nginx sets to PROXY_SECRET on every request it passes (chatbot/proxy.py).
+PROXY_SECRET_HEADER = "X-Proxy-Secret"  # noqa: S105 -- a header name, not a secret
+
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 
-def _str(env: Mapping[str, str], name: str, default: str) -> str:
-    value = env.get(name, "").strip()
-    return value if value else default
+# --- How a field reads its variable ----------------------------------------------
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    return _number(env, name, default, minimum, int, "an integer")
+def var(name: str, default: Any = None, *, default_factory: Any = None, **bounds: Any) -> Any:
+    """The field read from environment variable `name` (bounds: ge=, le=)."""
+    if default_factory is not None:
+        return Field(default_factory=default_factory, validation_alias=name, **bounds)
+    return Field(default, validation_alias=name, **bounds)
 
 
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    return _number(env, name, default, minimum, float, "a number")
+@dataclasses.dataclass(frozen=True)
+class Expect:
+    """What a value must look like, for the error message ("must be <this>")."""
+
+    what: str
+    secret: bool = False  # never repeat the value in the message
 
 
-def _number(
-    env: Mapping[str, str], name: str, default: T, minimum: T, cast: Callable[[str], T], kind: str
-) -> T:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = cast(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None
-    if value < minimum:  # type: ignore[operator]
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+def _zero_or_one(value: Any) -> Any:
+    if isinstance(value, str):
+        if value not in ("0", "1"):
+            raise ValueError("must be 0 or 1")
+        return value == "1"
     return value
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = _str(env, name, default)
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    return value
-
-
-def _addresses(env: Mapping[str, str], name: str) -> tuple[tuple[str, int], ...]:
+def _addresses(value: Any) -> Any:
     """ "host:port,host:port" -> ((host, port), ...); empty -> ()."""
-    raw = env.get(name, "").strip()
+    if not isinstance(value, str):
+        return value
     found = []
-    for item in filter(None, (part.strip() for part in raw.split(","))):
+    for item in filter(None, (part.strip() for part in value.split(","))):
         host, _, port = item.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"{name} must be host:port[,host:port...], got {item!r}")
+            raise ValueError(f"bad item {item!r}")
         found.append((host.strip("[]"), int(port)))
     return tuple(found)
 
 
-def _timezone(env: Mapping[str, str], name: str, default: str) -> str:
-    value = _str(env, name, default)
+def _timezone(value: Any) -> Any:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"{name} must be an IANA time zone such as Asia/Jakarta, got {value!r}"
-        ) from None
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError("unknown zone") from None
     return value
 
 
-@dataclass(frozen=True)
+_PROXY_SECRET = re.compile(r"^[A-Za-z0-9._~+/=-]{16,256}$")
+
+
+def _proxy_secret(value: Any) -> Any:
+    if isinstance(value, str) and value and not _PROXY_SECRET.match(value):
+        raise ValueError("bad secret")
+    return value
+
+
+def _ip_list(value: Any) -> Any:
+    if isinstance(value, str):
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            if item != "*":
+                try:
+                    ipaddress.ip_network(item)
+                except ValueError:
+                    raise ValueError(f"bad item {item!r}") from None
+    return value
+
+
+def _path(value: Any) -> Any:
+    if isinstance(value, str) and not value.startswith("/"):
+        raise ValueError("not a path")
+    return value
+
+
+Flag = Annotated[bool, BeforeValidator(_zero_or_one), Expect("0 or 1")]
+Environment = Literal["development", "testing", "production"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Addresses = Annotated[
+    tuple[tuple[str, int], ...],
+    NoDecode,  # not JSON: "host:port,host:port"
+    BeforeValidator(_addresses),
+    Expect("host:port[,host:port...]"),
+]
+TimeZone = Annotated[
+    str, BeforeValidator(_timezone), Expect("an IANA time zone such as Asia/Jakarta")
+]
+ProxySecret = Annotated[
+    str,
+    BeforeValidator(_proxy_secret),
+    Expect("empty or 16 to 256 characters of letters, digits and ._~+/=-", secret=True),
+]
+IpList = Annotated[
+    str, BeforeValidator(_ip_list), Expect("addresses or networks, comma separated, or *")
+]
+UrlPath = Annotated[str, BeforeValidator(_path), Expect("a path starting with /")]
+
+# Settings are values: frozen, validated on construction (dataclasses.replace too), and
+# built from field names in code and tests or from variable names by from_environment().
+SETTINGS_CONFIG = ConfigDict(
+    validate_by_name=True, validate_by_alias=True, extra="forbid", allow_inf_nan=False
+)
+
+
+# --- Reading the environment (pydantic-settings) ----------------------------------
+
+
+class _Environ(EnvSettingsSource):
+    """pydantic-settings' environment source over one mapping (os.environ by default).
+
+    Names are case-sensitive and values stripped; a blank value counts as unset.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls, case_sensitive=True)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k: v.strip() for k, v in self._environ.items() if v and v.strip()}
+
+
+_SOURCES: dict[type, type[BaseSettings]] = {}
+
+
+def _source_model(cls: type) -> type[BaseSettings]:
+    """The BaseSettings twin of a settings dataclass: the same fields, for the source."""
+    if cls not in _SOURCES:
+        fields = fields_of(cls)
+        _SOURCES[cls] = create_model(  # type: ignore[call-overload]
+            f"{cls.__name__}Environment",
+            __base__=BaseSettings,
+            **{name: (field.annotation, field) for name, field in fields.items()},
+        )
+    return _SOURCES[cls]
+
+
+def fields_of(cls: type) -> dict[str, FieldInfo]:
+    """A settings dataclass's fields (pydantic's FieldInfo, with the variable as alias)."""
+    fields: dict[str, FieldInfo] = cls.__pydantic_fields__  # type: ignore[attr-defined]
+    return fields
+
+
+def variable_of(field: FieldInfo, name: str) -> str:
+    alias = field.validation_alias
+    return alias if isinstance(alias, str) else name
+
+
+def _expect(field: FieldInfo) -> Expect | None:
+    return next((item for item in field.metadata if isinstance(item, Expect)), None)
+
+
+def _describe(field: FieldInfo) -> str:
+    if expect := _expect(field):
+        return expect.what
+    annotation = field.annotation
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(str(choice) for choice in get_args(annotation))
+    kind = {int: "an integer", float: "a number"}.get(annotation, "a string")  # type: ignore[arg-type]
+    bounds = [
+        f"{symbol} {getattr(item, attr)}"
+        for item in field.metadata
+        for attr, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+        if hasattr(item, attr)
+    ]
+    return " ".join([kind, *bounds])
+
+
+def config_error(cls: type, exc: ValidationError, raw: Mapping[str, Any]) -> ConfigError:
+    """One message per malformed variable: "NAME must be <what>, got '<value>'"."""
+    fields = fields_of(cls)
+    by_variable = {variable_of(f, n): (n, f) for n, f in fields.items()}
+    problems = []
+    for error in exc.errors():
+        key = str(error["loc"][0]) if error["loc"] else "?"
+        name, field = by_variable.get(key) or (key, fields.get(key))
+        variable = variable_of(field, name) if field else key
+        value = raw.get(variable, error.get("input"))
+        what = _describe(field) if field else error["msg"]
+        expect = _expect(field) if field else None
+        shown = f"{len(str(value))} characters" if expect and expect.secret else repr(value)
+        problems.append(f"{variable} must be {what}, got {shown}")
+    return ConfigError("; ".join(problems))
+
+
+def from_environment(cls: type[T], env: Mapping[str, str] | None = None, **defaults: Any) -> T:
+    """Build the settings dataclass `cls` from `env` (default: os.environ).
+
+    `defaults` are variable values used when the variable is unset or blank.
+    """
+    environ = os.environ if env is None else env
+    raw: dict[str, Any] = {**defaults, **_Environ(_source_model(cls), environ)()}
+    try:
+        return cls(**raw)
+    except ValidationError as exc:
+        raise config_error(cls, exc, raw) from None
+
+
+# --- The application ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, config=SETTINGS_CONFIG)
 class Settings:
-    """Typed settings; build with `Settings.from_env()`."""
+    """The app's settings; build with `Settings.from_env()` (docs/configuration.md)."""
 
-    env: str = "development"
-    secret_key: str = DEV_SECRET_KEY
-    instance_id: str = "local"
-    log_level: str = "INFO"
+    env: Environment = var("CHATBOT_ENV", "development")
+    # Signs tokens; from the environment only. Outside production an unset one is the
+    # placeholder; production refuses both (checked()).
+    secret_key: str = var("SECRET_KEY", DEV_SECRET_KEY)
+    # Names this instance in /health, X-Instance-Id and every log line (from_env: host name).
+    instance_id: str = var("INSTANCE_ID", "local")
+    log_level: LogLevel = var("LOG_LEVEL", "INFO")
+    # The header value nginx adds to every request it passes; only a request carrying it
+    # has its X-Forwarded-* headers trusted (chatbot/proxy.py). Empty: nobody's are.
+    proxy_secret: ProxySecret = var("PROXY_SECRET", "")
 
-    mongo_uri: str = "mongodb://127.0.0.1:27017/"
-    mongo_db: str = "chatbot"
-    mongo_server_selection_timeout_ms: int = 2000
-    mongo_connect_timeout_ms: int = 2000
-    mongo_socket_timeout_ms: int = 5000
-    mongo_max_pool_size: int = 50
-    mongo_request_timeout_s: float = 1.0
+    mongo_uri: str = var("MONGO_URI", "mongodb://127.0.0.1:27017/")
+    mongo_db: str = var("MONGO_DB", "chatbot")
+    mongo_server_selection_timeout_ms: int = var("MONGO_SERVER_SELECTION_TIMEOUT_MS", 2000, ge=1)
+    mongo_connect_timeout_ms: int = var("MONGO_CONNECT_TIMEOUT_MS", 2000, ge=1)
+    mongo_socket_timeout_ms: int = var("MONGO_SOCKET_TIMEOUT_MS", 5000, ge=1)
+    mongo_max_pool_size: int = var("MONGO_MAX_POOL_SIZE", 50, ge=1)
+    # Every request's database calls together (pymongo.timeout()).
+    mongo_request_timeout_s: float = var("MONGO_REQUEST_TIMEOUT_S", 1.0, ge=0.05)
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_socket_timeout_s: float = 0.5
-    redis_connect_timeout_s: float = 0.5
-    redis_max_connections: int = 50
-    redis_breaker_reset_s: float = 2.0
-    redis_key_prefix: str = "chatbot:"
+    redis_url: str = var("REDIS_URL", "redis://127.0.0.1:6379/0")
+    redis_socket_timeout_s: float = var("REDIS_SOCKET_TIMEOUT_S", 0.5, ge=0.01)
+    redis_connect_timeout_s: float = var("REDIS_CONNECT_TIMEOUT_S", 0.5, ge=0.01)
+    redis_max_connections: int = var("REDIS_MAX_CONNECTIONS", 50, ge=1)
+    redis_breaker_reset_s: float = var("REDIS_BREAKER_RESET_S", 2.0, ge=0.1)
+    redis_key_prefix: str = var("REDIS_KEY_PREFIX", "chatbot:")
     # Redis through Sentinel: (host, port) of each sentinel; empty = REDIS_URL's server.
-    redis_sentinels: tuple[tuple[str, int], ...] = ()
-    redis_sentinel_service: str = "mymaster"
+    redis_sentinels: Addresses = var("REDIS_SENTINELS", ())
+    redis_sentinel_service: str = var("REDIS_SENTINEL_SERVICE", "mymaster")
 
-    health_timeout_s: float = 1.5
-    retry_after_unavailable_s: int = 2
-    max_content_length: int = 64 * 1024
-    rate_limit_default: str = "300 per minute"
-    cache_default_timeout_s: int = 60
-    compress_level: int = 6
-    compress_min_size: int = 1024
-    cache_enabled: bool = True
-    memory_cache_size: int = 4096
-    memory_cache_ttl_s: int = 600
-    redis_cache_ttl_s: int = 3600
-    response_cache_s: int = 300
+    health_timeout_s: float = var("HEALTH_TIMEOUT_S", 1.5, ge=0.05)
+    retry_after_unavailable_s: int = var("RETRY_AFTER_UNAVAILABLE_S", 2, ge=1)
+    max_content_length: int = var("MAX_CONTENT_LENGTH", 64 * 1024, ge=1024)
+    rate_limit_default: str = var("RATE_LIMIT_DEFAULT", "300 per minute")
+    cache_default_timeout_s: int = var("CACHE_DEFAULT_TIMEOUT_S", 60, ge=1)
+    compress_level: int = var("COMPRESS_LEVEL", 6, ge=1)
+    compress_min_size: int = var("COMPRESS_MIN_SIZE", 1024, ge=0)
+    cache_enabled: Flag = var("CACHE_ENABLED", True)
+    memory_cache_size: int = var("MEMORY_CACHE_SIZE", 4096, ge=1)
+    memory_cache_ttl_s: int = var("MEMORY_CACHE_TTL_S", 600, ge=1)
+    redis_cache_ttl_s: int = var("REDIS_CACHE_TTL_S", 3600, ge=1)
+    response_cache_s: int = var("RESPONSE_CACHE_S", 300, ge=0)
 
-    token_max_age_s: int = 30 * 24 * 3600
-    otp_sender: str = "chatbot.auth:LogCodeSender"
+    token_max_age_s: int = var("TOKEN_MAX_AGE_S", 30 * 24 * 3600, ge=60)
+    otp_sender: str = var("OTP_SENDER", "chatbot.auth:LogCodeSender")
     # Production refuses the logging sender unless this says so (test stacks read codes from logs).
-    allow_log_code_sender: bool = False
-    otp_ttl_s: int = 300
-    otp_max_attempts: int = 5
-    otp_sends_per_window: int = 3
-    otp_send_window_s: int = 900
-    chat_rate_limit: str = "120 per minute"
-    verify_rate_limit: str = "10 per minute"
+    allow_log_code_sender: Flag = var("ALLOW_LOG_CODE_SENDER", False)
+    otp_ttl_s: int = var("OTP_TTL_S", 300, ge=30)
+    otp_max_attempts: int = var("OTP_MAX_ATTEMPTS", 5, ge=1)
+    otp_sends_per_window: int = var("OTP_SENDS_PER_WINDOW", 3, ge=1)
+    otp_send_window_s: int = var("OTP_SEND_WINDOW_S", 900, ge=60)
+    chat_rate_limit: str = var("CHAT_RATE_LIMIT", "120 per minute")
+    verify_rate_limit: str = var("VERIFY_RATE_LIMIT", "10 per minute")
 
-    session_idle_minutes: int = 30
-    session_cache_s: int = 300
-    resume_window_hours: int = 24
-    timezone: str = "Asia/Jakarta"
-    lock_timeout_s: float = 10.0
-    lock_wait_s: float = 2.0
-    preterm_below_weeks: int = 37
-    correct_until_months: int = 24
-    stats_cache_s: int = 30
-    settle_after_s: int = 60
-    settle_batch_size: int = 500
-    archive_after_days: int = 90
-    archive_batch_size: int = 500
+    session_idle_minutes: int = var("SESSION_IDLE_MINUTES", 30, ge=1)
+    session_cache_s: int = var("SESSION_CACHE_S", 300, ge=1)
+    resume_window_hours: int = var("RESUME_WINDOW_HOURS", 24, ge=1)
+    timezone: TimeZone = var("TIMEZONE", "Asia/Jakarta")
+    lock_timeout_s: float = var("LOCK_TIMEOUT_S", 10.0, ge=0.5)
+    lock_wait_s: float = var("LOCK_WAIT_S", 2.0, ge=0.0)
+    preterm_below_weeks: int = var("PRETERM_BELOW_WEEKS", 37, ge=20)
+    correct_until_months: int = var("CORRECT_UNTIL_MONTHS", 24, ge=0)
+    stats_cache_s: int = var("STATS_CACHE_S", 30, ge=0)
+    settle_after_s: int = var("SETTLE_AFTER_S", 60, ge=1)
+    settle_batch_size: int = var("SETTLE_BATCH_SIZE", 500, ge=1)
+    archive_after_days: int = var("ARCHIVE_AFTER_DAYS", 90, ge=1)
+    archive_batch_size: int = var("ARCHIVE_BATCH_SIZE", 500, ge=1)
     # Monitoring (chatbot/metrics.py, chatbot/collector.py; docs/monitoring.md).
-    metrics_enabled: bool = True
-    metrics_interval_s: int = 30
-    metrics_retention_hours: int = 7 * 24
-    alert_memory_mb: int = 1024
-    alert_cpu_percent: float = 80.0
-    alert_response_time_ms: float = 1000.0
-    alert_retention_days: int = 90
-    alert_webhook_url: str = ""
-    alert_webhook_timeout_s: float = 5.0
-    alert_webhook_retries: int = 3
+    metrics_enabled: Flag = var("METRICS_ENABLED", True)
+    metrics_interval_s: int = var("METRICS_INTERVAL_S", 30, ge=1)
+    metrics_retention_hours: int = var("METRICS_RETENTION_HOURS", 7 * 24, ge=1)
+    alert_memory_mb: int = var("ALERT_MEMORY_MB", 1024, ge=1)
+    alert_cpu_percent: float = var("ALERT_CPU_PERCENT", 80.0, ge=0.0)
+    alert_response_time_ms: float = var("ALERT_RESPONSE_TIME_MS", 1000.0, ge=0.0)
+    alert_retention_days: int = var("ALERT_RETENTION_DAYS", 90, ge=1)
+    alert_webhook_url: str = var("ALERT_WEBHOOK_URL", "")
+    alert_webhook_timeout_s: float = var("ALERT_WEBHOOK_TIMEOUT_S", 5.0, ge=0.1)
+    alert_webhook_retries: int = var("ALERT_WEBHOOK_RETRIES", 3, ge=0)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every setting from `env` (default: os.environ); raise ConfigError if invalid."""
-        env = os.environ if env is None else env
-        d = cls()
-        settings = cls(
-            env=_choice(env, "CHATBOT_ENV", d.env, ENVIRONMENTS),
-            secret_key=_str(env, "SECRET_KEY", ""),
-            instance_id=_str(env, "INSTANCE_ID", socket.gethostname()),
-            log_level=_choice(env, "LOG_LEVEL", d.log_level, LOG_LEVELS),
-            mongo_uri=_str(env, "MONGO_URI", d.mongo_uri),
-            mongo_db=_str(env, "MONGO_DB", d.mongo_db),
-            mongo_server_selection_timeout_ms=_int(
-                env, "MONGO_SERVER_SELECTION_TIMEOUT_MS", d.mongo_server_selection_timeout_ms, 1
-            ),
-            mongo_connect_timeout_ms=_int(
-                env, "MONGO_CONNECT_TIMEOUT_MS", d.mongo_connect_timeout_ms, 1
-            ),
-            mongo_socket_timeout_ms=_int(
-                env, "MONGO_SOCKET_TIMEOUT_MS", d.mongo_socket_timeout_ms, 1
-            ),
-            mongo_max_pool_size=_int(env, "MONGO_MAX_POOL_SIZE", d.mongo_max_pool_size, 1),
-            mongo_request_timeout_s=_float(
-                env, "MONGO_REQUEST_TIMEOUT_S", d.mongo_request_timeout_s, 0.05
-            ),
-            redis_url=_str(env, "REDIS_URL", d.redis_url),
-            redis_socket_timeout_s=_float(
-                env, "REDIS_SOCKET_TIMEOUT_S", d.redis_socket_timeout_s, 0.01
-            ),
-            redis_connect_timeout_s=_float(
-                env, "REDIS_CONNECT_TIMEOUT_S", d.redis_connect_timeout_s, 0.01
-            ),
-            redis_max_connections=_int(env, "REDIS_MAX_CONNECTIONS", d.redis_max_connections, 1),
-            redis_breaker_reset_s=_float(
-                env, "REDIS_BREAKER_RESET_S", d.redis_breaker_reset_s, 0.1
-            ),
-            redis_key_prefix=_str(env, "REDIS_KEY_PREFIX", d.redis_key_prefix),
-            redis_sentinels=_addresses(env, "REDIS_SENTINELS"),
-            redis_sentinel_service=_str(env, "REDIS_SENTINEL_SERVICE", d.redis_sentinel_service),
-            health_timeout_s=_float(env, "HEALTH_TIMEOUT_S", d.health_timeout_s, 0.05),
-            retry_after_unavailable_s=_int(
-                env, "RETRY_AFTER_UNAVAILABLE_S", d.retry_after_unavailable_s, 1
-            ),
-            max_content_length=_int(env, "MAX_CONTENT_LENGTH", d.max_content_length, 1024),
-            rate_limit_default=_str(env, "RATE_LIMIT_DEFAULT", d.rate_limit_default),
-            cache_default_timeout_s=_int(
-                env, "CACHE_DEFAULT_TIMEOUT_S", d.cache_default_timeout_s, 1
-            ),
-            compress_level=_int(env, "COMPRESS_LEVEL", d.compress_level, 1),
-            compress_min_size=_int(env, "COMPRESS_MIN_SIZE", d.compress_min_size, 0),
-            cache_enabled=_choice(env, "CACHE_ENABLED", "1", ("0", "1")) == "1",
-            memory_cache_size=_int(env, "MEMORY_CACHE_SIZE", d.memory_cache_size, 1),
-            memory_cache_ttl_s=_int(env, "MEMORY_CACHE_TTL_S", d.memory_cache_ttl_s, 1),
-            redis_cache_ttl_s=_int(env, "REDIS_CACHE_TTL_S", d.redis_cache_ttl_s, 1),
-            response_cache_s=_int(env, "RESPONSE_CACHE_S", d.response_cache_s, 0),
-            token_max_age_s=_int(env, "TOKEN_MAX_AGE_S", d.token_max_age_s, 60),
-            otp_sender=_str(env, "OTP_SENDER", d.otp_sender),
-            allow_log_code_sender=_choice(env, "ALLOW_LOG_CODE_SENDER", "0", ("0", "1")) == "1",
-            otp_ttl_s=_int(env, "OTP_TTL_S", d.otp_ttl_s, 30),
-            otp_max_attempts=_int(env, "OTP_MAX_ATTEMPTS", d.otp_max_attempts, 1),
-            otp_sends_per_window=_int(env, "OTP_SENDS_PER_WINDOW", d.otp_sends_per_window, 1),
-            otp_send_window_s=_int(env, "OTP_SEND_WINDOW_S", d.otp_send_window_s, 60),
-            chat_rate_limit=_str(env, "CHAT_RATE_LIMIT", d.chat_rate_limit),
-            verify_rate_limit=_str(env, "VERIFY_RATE_LIMIT", d.verify_rate_limit),
-            session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", d.session_idle_minutes, 1),
-            session_cache_s=_int(env, "SESSION_CACHE_S", d.session_cache_s, 1),
-            resume_window_hours=_int(env, "RESUME_WINDOW_HOURS", d.resume_window_hours, 1),
-            timezone=_timezone(env, "TIMEZONE", d.timezone),
-            lock_timeout_s=_float(env, "LOCK_TIMEOUT_S", d.lock_timeout_s, 0.5),
-            lock_wait_s=_float(env, "LOCK_WAIT_S", d.lock_wait_s, 0.0),
-            preterm_below_weeks=_int(env, "PRETERM_BELOW_WEEKS", d.preterm_below_weeks, 20),
-            correct_until_months=_int(env, "CORRECT_UNTIL_MONTHS", d.correct_until_months, 0),
-            stats_cache_s=_int(env, "STATS_CACHE_S", d.stats_cache_s, 0),
-            settle_after_s=_int(env, "SETTLE_AFTER_S", d.settle_after_s, 1),
-            settle_batch_size=_int(env, "SETTLE_BATCH_SIZE", d.settle_batch_size, 1),
-            archive_after_days=_int(env, "ARCHIVE_AFTER_DAYS", d.archive_after_days, 1),
-            archive_batch_size=_int(env, "ARCHIVE_BATCH_SIZE", d.archive_batch_size, 1),
-            metrics_enabled=_choice(env, "METRICS_ENABLED", "1", ("0", "1")) == "1",
-            metrics_interval_s=_int(env, "METRICS_INTERVAL_S", d.metrics_interval_s, 1),
-            metrics_retention_hours=_int(
-                env, "METRICS_RETENTION_HOURS", d.metrics_retention_hours, 1
-            ),
-            alert_memory_mb=_int(env, "ALERT_MEMORY_MB", d.alert_memory_mb, 1),
-            alert_cpu_percent=_float(env, "ALERT_CPU_PERCENT", d.alert_cpu_percent, 0.0),
-            alert_response_time_ms=_float(
-                env, "ALERT_RESPONSE_TIME_MS", d.alert_response_time_ms, 0.0
-            ),
-            alert_retention_days=_int(env, "ALERT_RETENTION_DAYS", d.alert_retention_days, 1),
-            alert_webhook_url=_str(env, "ALERT_WEBHOOK_URL", d.alert_webhook_url),
-            alert_webhook_timeout_s=_float(
-                env, "ALERT_WEBHOOK_TIMEOUT_S", d.alert_webhook_timeout_s, 0.1
-            ),
-            alert_webhook_retries=_int(env, "ALERT_WEBHOOK_RETRIES", d.alert_webhook_retries, 0),
-        )
+        # Unset, INSTANCE_ID is the host name and SECRET_KEY empty (checked() decides).
+        settings = from_environment(cls, env, INSTANCE_ID=socket.gethostname(), SECRET_KEY="")
         return settings.checked()
 
     def checked(self) -> Settings:
@@ -281,8 +351,84 @@ class Settings:
             )
         if self.secret_key:
             return self
-        return replace(self, secret_key=DEV_SECRET_KEY)
+        return dataclasses.replace(self, secret_key=DEV_SECRET_KEY)
 
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+
+def check_proxy_secret(value: str) -> str:
+    """PROXY_SECRET as the renderer of nginx's configuration takes it; ConfigError if bad."""
+    return from_environment(Settings, {"PROXY_SECRET": value}).proxy_secret
+
+
+# --- gunicorn (gunicorn.conf.py explains each for operators) -------------------------
+
+
+@dataclass(frozen=True, config=SETTINGS_CONFIG)
+class GunicornSettings:
+    """What gunicorn.conf.py and nginx's renderer read; build with `from_env()`."""
+
+    bind: str = var("GUNICORN_BIND", "127.0.0.1:8000")
+    backlog: int = var("GUNICORN_BACKLOG", 2048, ge=1)
+    workers: int = var("WEB_CONCURRENCY", default_factory=multiprocessing.cpu_count, ge=1)
+    worker_class: str = var("GUNICORN_WORKER_CLASS", "gthread")
+    threads: int = var("GUNICORN_THREADS", 16, ge=1)
+    # None: threads + 64 (see worker_connections()).
+    worker_connections: int | None = var("GUNICORN_WORKER_CONNECTIONS", None, ge=1)
+    timeout: int = var("GUNICORN_TIMEOUT", 30, ge=0)
+    graceful_timeout: int = var("GUNICORN_GRACEFUL_TIMEOUT", 20, ge=0)
+    keepalive: int = var("GUNICORN_KEEPALIVE", 5, ge=0)
+    max_requests: int = var("GUNICORN_MAX_REQUESTS", 200000, ge=0)
+    max_requests_jitter: int = var("GUNICORN_MAX_REQUESTS_JITTER", 20000, ge=0)
+    max_worker_rss_mb: int = var("GUNICORN_MAX_WORKER_RSS_MB", 1024, ge=0)
+    # gunicorn's own trust (the scheme headers); the app's is PROXY_SECRET's.
+    forwarded_allow_ips: IpList = var("GUNICORN_FORWARDED_ALLOW_IPS", "")
+    access_log: Flag = var("GUNICORN_ACCESS_LOG", False)
+    log_level: LogLevel = var("LOG_LEVEL", "INFO")
+    instance_id: str = var("INSTANCE_ID", "local")
+    # Empty: the defaults gunicorn.conf.py derives from the instance id and port.
+    run_dir: str = var("GUNICORN_RUN_DIR", "")
+    control_socket: str = var("GUNICORN_CONTROL_SOCKET", "")
+    pidfile: str = var("GUNICORN_PIDFILE", "")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> GunicornSettings:
+        return from_environment(cls, env)
+
+    @property
+    def worker_threads(self) -> int:
+        """Threads per worker: gunicorn turns "sync" with threads > 1 into gthread silently,
+        so any other class gets one."""
+        return self.threads if self.worker_class == "gthread" else 1
+
+    @property
+    def connections_per_worker(self) -> int:
+        return self.worker_connections or self.worker_threads + 64
+
+    @property
+    def capacity(self) -> int:
+        """Requests the instance serves at once: workers x threads (nginx's max_conns)."""
+        return self.workers * self.worker_threads
+
+
+# --- The active health checker (chatbot/ops/checker.py) ------------------------------
+
+
+@dataclass(frozen=True, config=SETTINGS_CONFIG)
+class CheckerSettings:
+    """The design's health-check parameters, each overridable from the environment."""
+
+    path: UrlPath = var("HEALTHCHECK_PATH", "/health")
+    interval_s: float = var("HEALTHCHECK_INTERVAL_S", 30.0, ge=0.05)
+    timeout_s: float = var("HEALTHCHECK_TIMEOUT_S", 5.0, ge=0.05)
+    unhealthy_after: int = var("HEALTHCHECK_UNHEALTHY_AFTER", 3, ge=1)
+    healthy_after: int = var("HEALTHCHECK_HEALTHY_AFTER", 2, ge=1)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CheckerSettings:
+        return from_environment(cls, env)
+
+
+ALL_SETTINGS: tuple[type, ...] = (Settings, GunicornSettings, CheckerSettings)

@@ -1,12 +1,24 @@
-"""Every index the service needs, created idempotently (start-up, sweeper, `init-db`)."""
+"""Every index the service needs, and the one function that creates them.
+
+`ensure_indexes()` is the only creator, always on a database of a `Mongo`
+(chatbot/db/mongo.py) built from the settings, so with their timeouts: gunicorn's master
+at start-up (`ensure_indexes_with()`, a client of its own closed before the workers
+fork), `flask chatbot init-db` and the sweeper (the app's client). Idempotent.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
+
+from chatbot.db.mongo import Mongo
+
+if TYPE_CHECKING:
+    from chatbot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +106,7 @@ FALLBACKS: dict[str, IndexModel] = {
 }
 
 
-def ensure_indexes(db: Database) -> dict[str, list[str]]:
+def ensure_indexes(db: Database[Any]) -> dict[str, list[str]]:
     """Create every index (existing ones are left alone); return {collection: [names]}.
 
     Each index is created on its own so that one the server cannot build (FerretDB)
@@ -117,7 +129,22 @@ def ensure_indexes(db: Database) -> dict[str, list[str]]:
     return report
 
 
-def server_has_ttl(db: Database) -> bool:
+def ensure_indexes_with(settings: Settings) -> dict[str, list[str]]:
+    """Create every index through a `Mongo` of its own, closed on return.
+
+    For a process without the app's client: gunicorn's master, before it forks its
+    workers (a PyMongo client must not cross a fork). The settings' timeouts apply, so
+    an unreachable database fails after MONGO_SERVER_SELECTION_TIMEOUT_MS.
+    """
+    mongo = Mongo()
+    mongo.init_app(settings)
+    try:
+        return ensure_indexes(mongo.db)
+    finally:
+        mongo.close()
+
+
+def server_has_ttl(db: Database[Any]) -> bool:
     """True when the sessions TTL index exists (MongoDB); False on FerretDB."""
     info = db["sessions"].index_information()
     return "expireAfterSeconds" in info.get("expiresAt_1", {})

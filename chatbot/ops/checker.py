@@ -32,7 +32,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -40,36 +39,15 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from chatbot.ops import upstreams
-from chatbot.settings import ConfigError, _float, _int, _str
+from chatbot.settings import CheckerSettings, ConfigError
 
 STATUS_FILE = "checker.json"
 log = logging.getLogger("chatbot.checker")
 
 
-@dataclass(frozen=True)
-class CheckerConfig:
-    """The design's health-check parameters, each overridable from the environment."""
-
-    path: str = "/health"
-    interval_s: float = 30.0
-    timeout_s: float = 5.0
-    unhealthy_after: int = 3
-    healthy_after: int = 2
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> CheckerConfig:
-        env = os.environ if env is None else env
-        d = cls()
-        config = cls(
-            path=_str(env, "HEALTHCHECK_PATH", d.path),
-            interval_s=_float(env, "HEALTHCHECK_INTERVAL_S", d.interval_s, 0.05),
-            timeout_s=_float(env, "HEALTHCHECK_TIMEOUT_S", d.timeout_s, 0.05),
-            unhealthy_after=_int(env, "HEALTHCHECK_UNHEALTHY_AFTER", d.unhealthy_after, 1),
-            healthy_after=_int(env, "HEALTHCHECK_HEALTHY_AFTER", d.healthy_after, 1),
-        )
-        if not config.path.startswith("/"):
-            raise ConfigError(f"HEALTHCHECK_PATH must start with /, got {config.path!r}")
-        return config
+# The design's health-check parameters (HEALTHCHECK_*), read and validated with the
+# app's settings (chatbot/settings.py).
+CheckerConfig = CheckerSettings
 
 
 @dataclass

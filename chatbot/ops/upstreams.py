@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import multiprocessing
 import os
 import subprocess
 import tempfile
@@ -37,10 +36,15 @@ from typing import Any
 
 import psutil
 
+from chatbot.settings import PROXY_SECRET_HEADER, ConfigError, GunicornSettings, check_proxy_secret
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "nginx" / "nginx.conf.template"
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 STATE_FILE = "upstreams.json"
+# nginx's proxy_set_header of PROXY_SECRET, included by nginx.conf; mode 0600, never in
+# the state file (served at /_ops/upstreams) and never rewritten by the checker.
+SECRET_FILE = "proxy_secret.conf"  # noqa: S105 -- a file name, not a secret
 LOCK_FILE = "upstreams.lock"
 CONF_FILE = "nginx.conf"
 # nginx's passive checks, kept beside the active ones for fast failover between two
@@ -53,18 +57,19 @@ class ReloadError(RuntimeError):
 
 
 def instance_capacity(env: Mapping[str, str] | None = None) -> int:
-    """Requests one gunicorn instance serves at once: workers x threads (gunicorn.conf.py)."""
-    env = os.environ if env is None else env
-    workers = int(env.get("WEB_CONCURRENCY") or multiprocessing.cpu_count())
-    gthread = (env.get("GUNICORN_WORKER_CLASS") or "gthread") == "gthread"
-    threads = int(env.get("GUNICORN_THREADS") or 16) if gthread else 1
-    return workers * threads
+    """Requests one gunicorn instance serves at once: workers x threads, read from the
+    same variables, defaults and validation as gunicorn.conf.py."""
+    return GunicornSettings.from_env(env).capacity
 
 
 def default_max_conns(env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     configured = env.get("NGINX_MAX_CONNS", "").strip()
-    return int(configured) if configured else instance_capacity(env)
+    if not configured:
+        return instance_capacity(env)
+    if not configured.isdigit():
+        raise ConfigError(f"NGINX_MAX_CONNS must be an integer >= 0, got {configured!r}")
+    return int(configured)
 
 
 def parse_upstream(spec: str) -> tuple[str, str]:
@@ -152,17 +157,19 @@ def render_conf(state: Upstreams, prefix: Path) -> str:
         "@UPSTREAMS@": "\n        ".join(lines),
         "@PROBE_UPSTREAMS@": "\n        ".join(probe_lines),
         "@USER_LINE@": user_line,
+        "@PROXY_SECRET_CONF@": str(prefix / SECRET_FILE),
     }.items():
         text = text.replace(token, value)
     return text
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.chmod(tmp, 0o644)  # nginx's workers (www-data in production) serve the state file
+        # 0644 by default: nginx's workers (www-data in production) serve the state file.
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -170,11 +177,32 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def write_proxy_secret(prefix: Path, secret: str) -> Path:
+    """PREFIX/proxy_secret.conf (0600): nginx sends `secret` as X-Proxy-Secret on every
+    request it passes, the app's PROXY_SECRET (chatbot/proxy.py). Empty: nginx sends
+    none, and still drops any a client sent."""
+    secret = check_proxy_secret(secret)
+    path = Path(prefix).resolve() / SECRET_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = (
+        "# PROXY_SECRET, written by chatbot/ops/upstreams.py (render); read by nginx's master.\n"
+        f'proxy_set_header {PROXY_SECRET_HEADER} "{secret}";\n'
+    )
+    _write_atomically(path, text, mode=0o600)
+    return path
+
+
 def save(state: Upstreams, prefix: Path) -> Path:
-    """Write PREFIX/upstreams.json and PREFIX/nginx.conf; return the configuration's path."""
+    """Write PREFIX/upstreams.json and PREFIX/nginx.conf; return the configuration's path.
+
+    PREFIX/proxy_secret.conf is left as render() wrote it (one that sends no secret is
+    made if it is missing, so the configuration always loads).
+    """
     prefix = prefix.resolve()
     for name in TEMP_DIRS:
         (prefix / name).mkdir(parents=True, exist_ok=True)
+    if not (prefix / SECRET_FILE).exists():
+        write_proxy_secret(prefix, "")
     conf = prefix / CONF_FILE
     _write_atomically(conf, render_conf(state, prefix))
     _write_atomically(prefix / STATE_FILE, json.dumps(state.to_dict(), indent=2) + "\n")
@@ -191,10 +219,13 @@ def render(
     upstreams: list[str],
     user: str | None = None,
     max_conns: int | None = None,
+    proxy_secret: str | None = None,
 ) -> Path:
     """A fresh state (every server healthy, none drained) and its configuration.
 
     `upstreams` are addresses ("127.0.0.1:8001") or NAME=ADDRESS ("app1=10.0.0.5:8000").
+    `proxy_secret` (default: PROXY_SECRET from the environment) is what nginx sends the
+    instances so that they trust its X-Forwarded-* headers; the instances' PROXY_SECRET.
     """
     servers = [Server(*parse_upstream(spec)) for spec in upstreams]
     if not servers:
@@ -206,7 +237,9 @@ def render(
         user=user,
     )
     prefix = Path(prefix)
+    secret = os.environ.get("PROXY_SECRET", "") if proxy_secret is None else proxy_secret
     with locked(prefix):
+        write_proxy_secret(prefix, secret.strip())
         return save(state, prefix)
 
 

@@ -24,7 +24,8 @@ def test_defaults(monkeypatch):
     assert conf["worker_class"] == "gthread"
     assert conf["threads"] == 16
     assert conf["preload_app"] is False
-    assert conf["forwarded_allow_ips"] == "127.0.0.1,::1"
+    # gunicorn trusts nobody's scheme headers; the app trusts nginx by its secret.
+    assert conf["forwarded_allow_ips"] == ""
 
 
 def test_design_defaults(monkeypatch):
@@ -119,6 +120,7 @@ def test_gunicorn_check_config_accepts_the_file(tmp_path):
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert bad.returncode != 0
+    assert "GUNICORN_THREADS must be an integer >= 1, got 'many'" in bad.stderr
 
 
 def test_sync_workers_get_one_thread(monkeypatch):
@@ -210,17 +212,59 @@ def test_rendered_upstreams_carry_max_conns_and_probes_do_not(tmp_path, monkeypa
 def test_every_variable_gunicorn_and_the_ops_tools_read_is_documented():
     import re
 
+    from chatbot.settings import CheckerSettings, GunicornSettings, fields_of, variable_of
+
     root = Path(CONF).parent
     documented = set(
         re.findall(r"`([A-Z][A-Z0-9_]+)`", (root / "docs" / "configuration.md").read_text())
     )
-    read = re.compile(
-        r"""(?:environ\.get|_env_int|_str|_int|_float|env\.get)\(\s*(?:env,\s*)?"([A-Z][A-Z0-9_]+)\""""
-    )
+    names = {
+        variable_of(field, name)
+        for cls in (GunicornSettings, CheckerSettings)
+        for name, field in fields_of(cls).items()
+    }
+    # What the files read outside the settings classes.
+    read = re.compile(r"""(?:environ\.get|env\.get)\(\s*"([A-Z][A-Z0-9_]+)\"""")
     sources = [root / "gunicorn.conf.py", *sorted((root / "chatbot" / "ops").glob("*.py"))]
-    names = {name for path in sources for name in read.findall(path.read_text())}
+    names |= {name for path in sources for name in read.findall(path.read_text())}
     assert {"GUNICORN_BIND", "GUNICORN_CONTROL_SOCKET", "HEALTHCHECK_INTERVAL_S"} <= names
+    assert "NGINX_MAX_CONNS" in names
     assert sorted(names - documented) == []
+
+
+def test_gunicorn_conf_reads_no_variable_by_hand():
+    # Every knob goes through GunicornSettings, so a malformed one is named.
+    text = Path(CONF).read_text()
+    assert "os.environ" not in text and "_env_int" not in text
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("WEB_CONCURRENCY", "x", "WEB_CONCURRENCY must be an integer >= 1, got 'x'"),
+        ("GUNICORN_THREADS", "0", "GUNICORN_THREADS must be an integer >= 1, got '0'"),
+        ("GUNICORN_TIMEOUT", "30s", "GUNICORN_TIMEOUT must be an integer >= 0, got '30s'"),
+        ("GUNICORN_ACCESS_LOG", "yes", "GUNICORN_ACCESS_LOG must be 0 or 1, got 'yes'"),
+        ("LOG_LEVEL", "chatty", "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("GUNICORN_FORWARDED_ALLOW_IPS", "nginx", "GUNICORN_FORWARDED_ALLOW_IPS must be"),
+    ],
+)
+def test_a_malformed_knob_stops_gunicorn_naming_the_variable(monkeypatch, name, value, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as info:
+        runpy.run_path(CONF)
+    assert str(info.value).startswith(f"gunicorn.conf.py: {message}")
+
+
+def test_nginx_capacity_is_validated_like_gunicorn():
+    from chatbot.ops.upstreams import default_max_conns, instance_capacity
+    from chatbot.settings import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^WEB_CONCURRENCY must be an integer >= 1"):
+        instance_capacity({"WEB_CONCURRENCY": "lots"})
+    with pytest.raises(ConfigError, match=r"^NGINX_MAX_CONNS must be an integer >= 0"):
+        default_max_conns({"NGINX_MAX_CONNS": "-1"})
+    assert default_max_conns({"NGINX_MAX_CONNS": "0"}) == 0
 
 
 def test_a_stale_pid_file_is_removed_and_a_live_instance_kept(monkeypatch, tmp_path):
