@@ -9,6 +9,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from chatbot.clock import Clock
 from chatbot.settings import Settings
 from chatbot.version import __version__
 
@@ -27,18 +28,36 @@ class JSONProvider(DefaultJSONProvider):
         return DefaultJSONProvider.default(o)
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """Build the app; no I/O happens here (connections open lazily in each worker)."""
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> Flask:
+    """Build the app; no I/O happens here (connections open lazily in each worker).
+
+    `clock` is the time every service reads (tests may pass a frozen one).
+    """
+    # Imported here, not at the top: `import chatbot.<anything>` runs this package's
+    # __init__ first, and the domain modules must not pull in the web stack with it.
     import chatbot.metrics
-    from chatbot import api, compression, db, errors, health, logs, middleware, security, web
-    from chatbot.auth import Tokens, client_key
+    from chatbot import (
+        api,
+        compression,
+        deadlines,
+        envelope,
+        health,
+        limits,
+        logs,
+        middleware,
+        security,
+        services,
+        web,
+    )
+    from chatbot.api import admin, chat, children, docs, worker
     from chatbot.cache import MemoryCache, RedisCache
     from chatbot.cli import cli
-    from chatbot.extensions import cache, compress, make_limiter, mongo, redis_store
+    from chatbot.extensions import cache, compress, mongo, redis_store
     from chatbot.http_cache import ResponseCache
     from chatbot.web import dashboard
 
     settings = settings or Settings.from_env()
+    clock = clock or Clock()
     logs.configure_logging(settings.log_level, settings.instance_id)
 
     # The web chat's files are served by the `web` blueprint; the app has no static folder.
@@ -78,33 +97,31 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["chatbot.cache"] = RedisCache(
         redis_store, settings.redis_cache_ttl_s, settings.cache_enabled
     )
-    app.extensions["chatbot.responses"] = ResponseCache(
-        memory, app.extensions["chatbot.cache"], cache, settings.response_cache_s
+    responses = ResponseCache(
+        memory, app.extensions["chatbot.cache"], cache, settings.response_cache_s, clock
     )
+    app.extensions["chatbot.responses"] = responses
     # flask-compress owns compression (nginx passes bodies through untouched).
     compression.init_app(app, compress, settings, memory)
-    limiter = make_limiter(app, settings, client_key)
-    app.extensions["chatbot.tokens"] = Tokens(settings.secret_key, settings.token_max_age_s)
+    # The application services, built once per app (chatbot/services.py).
+    services.init_app(
+        app,
+        services.Services(
+            settings, mongo, redis_store, app.extensions["chatbot.cache"], clock, responses.changed
+        ),
+    )
+    limiter = limits.init_app(app, settings)
 
-    errors.init_app(app)
-    db.init_app(app, settings.mongo_request_timeout_s)
+    envelope.init_app(app)
+    deadlines.init_app(app, settings.mongo_request_timeout_s)
     # Counts every request (its hooks run first and last) and serves /metrics.
     chatbot.metrics.init_app(app, settings.metrics_enabled)
     app.register_blueprint(health.bp)
-    api.init_app(app)
+    for module in (chat, children, worker, admin, docs):
+        app.register_blueprint(module.bp, url_prefix=api.PREFIX)
     app.register_blueprint(web.bp)
     app.register_blueprint(dashboard.bp)
     app.cli.add_command(cli)
-
-    # Probes must never be rate limited; chat routes get their own, tighter limits.
-    limiter.exempt(health.bp)
-    limiter.exempt(web.bp)
-    limiter.exempt(dashboard.bp)
-    if "metrics" in app.blueprints:  # scrapes come every few seconds from one address
-        limiter.exempt(app.blueprints["metrics"])
-    limiter.limit(settings.chat_rate_limit)(app.blueprints["chat"])
-    # A view's own limit is checked by the wrapper limiter.limit returns, so it must
-    # replace the registered view (the limiter object only exists per app, here).
-    verify = app.view_functions["chat.verify"]
-    app.view_functions["chat.verify"] = limiter.limit(settings.verify_rate_limit)(verify)
+    # The limits each blueprint and view declares (chatbot/limits.py).
+    limits.apply(app, limiter, settings)
     return app

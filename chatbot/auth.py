@@ -1,42 +1,30 @@
-"""Bearer tokens for the web chat and role APIs, and one-time codes for phone numbers.
+"""Identity without the web: bearer tokens, one-time codes for phone numbers, code senders.
 
 A token names a user and that user's current `tokenVersion`; verifying a phone
 number with a one-time code rotates the version, so tokens issued earlier (for
 example to someone who typed another person's number first) stop working.
+
+The request side (the bearer token of a request, `auth_required`) is chatbot/api/auth.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib
 import logging
 import secrets
-from collections.abc import Callable
-from functools import wraps
 from typing import Any, Protocol
 
-from flask import current_app, g, request
-from flask_limiter.util import get_remote_address
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from werkzeug.utils import import_string
 
-from chatbot.chat.users import UserDirectory
-from chatbot.db import deadline
-from chatbot.errors import ApiError
-from chatbot.extensions import mongo
+from chatbot.errors import UnauthorizedError
 from chatbot.phone import mask_phone
 
 log = logging.getLogger(__name__)
 
-
-class UnauthorizedError(ApiError):
-    status = 401
-    code = "unauthorized"
-
-
-class ForbiddenError(ApiError):
-    status = 403
-    code = "forbidden"
+# The roles that see every child and the staff lists.
+STAFF_ROLES = ("health_worker", "admin")
 
 
 class CodeSender(Protocol):
@@ -65,7 +53,8 @@ class LogCodeSender:
 
 def load_sender(path: str) -> CodeSender:
     """Import `module:Class` (or module.Class) and instantiate it."""
-    return import_string(path.replace(":", "."))()
+    module, _, name = path.replace(":", ".").rpartition(".")
+    return getattr(importlib.import_module(module), name)()
 
 
 class Tokens:
@@ -95,68 +84,3 @@ def hash_code(secret_key: str, challenge_id: str, code: str) -> str:
 
 def new_code() -> str:
     return f"{secrets.randbelow(10**6):06d}"
-
-
-STAFF_ROLES = ("health_worker", "admin")
-
-
-def bearer_claims() -> tuple[str, str]:
-    """(user id, token version) of this request's bearer token; raise UnauthorizedError.
-
-    Checked once per request: the rate limiter's key and `auth_required` both ask.
-    """
-    if "bearer_claims" not in g:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            g.bearer_claims = UnauthorizedError(
-                "Send the token as 'Authorization: Bearer <token>'."
-            )
-        else:
-            try:
-                g.bearer_claims = current_app.extensions["chatbot.tokens"].read(token.strip())
-            except UnauthorizedError as exc:
-                g.bearer_claims = exc
-    if isinstance(g.bearer_claims, UnauthorizedError):
-        raise g.bearer_claims
-    return g.bearer_claims
-
-
-def client_key() -> str:
-    """Rate-limit per user when the request carries a genuine token (a clinic's parents
-    share one address), else per client address (nginx's X-Forwarded-For via ProxyFix).
-
-    Only a correctly signed token counts: made-up tokens must not buy fresh allowances.
-    """
-    try:
-        user_id, _ = bearer_claims()
-    except UnauthorizedError:
-        return "ip:" + get_remote_address()
-    return "u:" + user_id
-
-
-def auth_required(*roles: str) -> Callable:
-    """Require a valid bearer token (and one of `roles`, if given); sets g.user."""
-
-    def decorator(view: Callable) -> Callable:
-        @wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            user_id, version = bearer_claims()
-            settings = current_app.config["SETTINGS"]
-            users = UserDirectory(
-                mongo.db, current_app.extensions["chatbot.cache"], settings.session_cache_s
-            )
-            responses = current_app.extensions["chatbot.responses"]
-            with deadline(settings.mongo_request_timeout_s):
-                # One Redis round trip: the user and the response cache's counters.
-                user, counters = users.get_with(user_id, responses.prefetch_keys(user_id))
-            responses.remember_prefetched(user_id, counters)
-            if user is None or not hmac.compare_digest(str(user.get("tokenVersion")), str(version)):
-                raise UnauthorizedError("The token is no longer valid; start the chat again.")
-            if roles and user["role"] not in roles:
-                raise ForbiddenError("This needs a health-worker or admin token.")
-            g.user = user
-            return view(*args, **kwargs)
-
-        return wrapper
-
-    return decorator

@@ -46,13 +46,18 @@ _TOMBSTONE = TOMBSTONE.encode()
 MAX_PENDING = 10_000
 
 
+def _not_observed(tier: str, outcome: str) -> None:
+    return None
+
+
+# Told (tier, outcome) of every look-up: chatbot/metrics.py sets it when the app counts
+# them (as it sets BreakerConnection.observer), so this layer never imports the web's.
+observer: Callable[[str, str], None] = _not_observed
+
+
 def record_tier(tier: str, outcome: str) -> None:
-    """Tell the metrics (when the monitoring module is present)."""
-    try:
-        from chatbot.metrics import record_cache
-    except ImportError:  # metrics not installed in this build
-        return
-    record_cache(tier, outcome)
+    """Tell the metrics, if they listen."""
+    observer(tier, outcome)
 
 
 def _default(o: Any) -> Any:

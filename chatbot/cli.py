@@ -11,7 +11,18 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from chatbot.screening.bank import BankError, load_bank_file
+from chatbot.db.archive import MessageArchive
+from chatbot.db.banks import BankRepository
+from chatbot.db.indexes import ensure_indexes, server_has_ttl
+from chatbot.db.questionnaires import QuestionnaireRepository
+from chatbot.db.sessions import SessionRepository
+from chatbot.db.settle import MessageSettler
+from chatbot.db.verifications import VerificationRepository
+from chatbot.errors import BankError, InvalidPhoneError
+from chatbot.extensions import mongo
+from chatbot.phone import normalise_phone
+from chatbot.screening.bank import load_bank_file
+from chatbot.services import services
 
 cli = AppGroup("chatbot", help="Operate the chatbot service.")
 
@@ -23,9 +34,6 @@ def init_db() -> None:
     Through the app's client, so with the MONGO_* settings and timeouts, like start-up
     and the sweeper (chatbot/db/indexes.py).
     """
-    from chatbot.db.indexes import ensure_indexes, server_has_ttl
-    from chatbot.extensions import mongo
-
     report = ensure_indexes(mongo.db)
     for collection, names in report.items():
         click.echo(f"{collection}: {', '.join(names)}")
@@ -42,16 +50,12 @@ def init_db() -> None:
 @click.option("--activate/--no-activate", default=True, help="Use it for new screenings.")
 def import_bank(path: Path, activate: bool) -> None:
     """Validate a question bank file and store it (e.g. the official edition)."""
-    from chatbot.chat.service import utcnow
-    from chatbot.db.banks import BankRepository
-    from chatbot.extensions import mongo
-
     try:
         bank = load_bank_file(path)
     except BankError as exc:
         raise click.ClickException(str(exc)) from None
     data = json.loads(path.read_text(encoding="utf-8"))
-    BankRepository(mongo.db).save(bank.version, data, utcnow(), activate)
+    BankRepository(mongo.db).save(bank.version, data, services().clock.now(), activate)
     items = sum(len(b.items) for b in bank.brackets)
     state = "active" if activate else "stored, not active"
     click.echo(
@@ -77,15 +81,8 @@ def sweep(every: int) -> None:
 
 
 def run_sweep() -> dict[str, int]:
-    from chatbot.chat.service import utcnow
-    from chatbot.db.indexes import ensure_indexes
-    from chatbot.db.questionnaires import QuestionnaireRepository
-    from chatbot.db.sessions import SessionRepository
-    from chatbot.db.verifications import VerificationRepository
-    from chatbot.extensions import mongo
-
     settings = current_app.config["SETTINGS"]
-    now = utcnow()
+    now = services().clock.now()
     # The indexes (chatbot/db/indexes.py), through the app's client like start-up and
     # init-db: cheap when they exist; made here when the database was down at start-up
     # or was restored without them.
@@ -111,21 +108,13 @@ def run_sweep() -> dict[str, int]:
 
 def run_settle(after_s: int, batch_size: int) -> dict[str, int]:
     """Settle inbound messages older than `after_s` seconds (see chatbot/db/settle.py)."""
-    from chatbot.chat.service import utcnow
-    from chatbot.db.settle import MessageSettler
-    from chatbot.extensions import mongo
-
-    now = utcnow()
+    now = services().clock.now()
     return MessageSettler(mongo.db).settle(now - timedelta(seconds=after_s), now, batch_size)
 
 
 def run_archive(older_than_days: int, batch_size: int) -> dict[str, int]:
     """Move messages older than `older_than_days` to `messages_archive` (chatbot/db/archive.py)."""
-    from chatbot.chat.service import utcnow
-    from chatbot.db.archive import MessageArchive
-    from chatbot.extensions import mongo
-
-    cutoff = utcnow() - timedelta(days=older_than_days)
+    cutoff = services().clock.now() - timedelta(days=older_than_days)
     return MessageArchive(mongo.db).archive_before(cutoff, batch_size)
 
 
@@ -184,21 +173,11 @@ def archive_messages(older_than_days: int | None, batch_size: int | None) -> Non
 @click.argument("role", type=click.Choice(["parent", "health_worker", "admin"]))
 def grant_role(phone: str, role: str) -> None:
     """Give a registered phone number a role (health workers and admins sign in like parents)."""
-    from chatbot.chat.users import UserDirectory
-    from chatbot.extensions import mongo
-    from chatbot.phone import InvalidPhoneError, normalise_phone
-
     try:
         number = normalise_phone(phone)
     except InvalidPhoneError as exc:
         raise click.ClickException(str(exc)) from None
     # Through the directory: the cached user behind a token must see the new role at once.
-    users = UserDirectory(
-        mongo.db,
-        current_app.extensions["chatbot.cache"],
-        current_app.config["SETTINGS"].session_cache_s,
-        on_change=lambda uid: current_app.extensions["chatbot.responses"].changed(uid, True),
-    )
-    if not users.set_role(number, role):
+    if not services().users.set_role(number, role):
         raise click.ClickException(f"{number} has not started a chat yet")
     click.echo(f"{number} is now {role}")

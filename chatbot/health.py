@@ -10,11 +10,13 @@ import psutil
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
-from chatbot.db import own_deadline
+from chatbot import limits
+from chatbot.deadlines import own_deadline
 from chatbot.extensions import mongo, redis_store
 from chatbot.version import __version__
 
 bp = Blueprint("health", __name__)
+limits.exempt(bp)  # probes must never be rate limited
 _process = psutil.Process()
 
 

@@ -25,7 +25,6 @@ import contextlib
 import functools
 import hashlib
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypedDict
 
 import redis
@@ -33,10 +32,11 @@ from flask import Response, current_app, g, request
 from flask.typing import ResponseReturnValue
 from flask_caching import Cache
 
+from chatbot.auth import STAFF_ROLES
 from chatbot.cache import RESPONSE_EPOCH, MemoryCache, RedisCache, record_tier
+from chatbot.clock import Clock
 
 STAFF = "staff"
-STAFF_ROLES = ("health_worker", "admin")  # chatbot.auth.STAFF_ROLES (not imported: a cycle)
 CACHE_CONTROL = "private, no-cache"
 
 P = ParamSpec("P")
@@ -59,12 +59,18 @@ def user_scope(user_id: str) -> str:
 
 class ResponseCache:
     def __init__(
-        self, memory: MemoryCache, redis_cache: RedisCache, flask_cache: Cache, ttl_s: int
+        self,
+        memory: MemoryCache,
+        redis_cache: RedisCache,
+        flask_cache: Cache,
+        ttl_s: int,
+        clock: Clock,
     ) -> None:
         self.memory = memory
         self.redis = redis_cache
         self.flask_cache = flask_cache
         self.ttl_s = ttl_s
+        self.clock = clock
 
     # --- invalidation ------------------------------------------------------------------
     def changed(self, user_id: str, staff: bool = False) -> None:
@@ -103,7 +109,7 @@ class ResponseCache:
         """The key of this request's response: everything that changes the body."""
         raw = f"{request.method} {request.path}?{request.query_string.decode()}|{language}"
         if by_day:  # answers that depend on today's date (overdue re-screens)
-            raw += "|" + datetime.now(UTC).date().isoformat()
+            raw += "|" + self.clock.now().date().isoformat()
         digest = hashlib.sha1(raw.encode(), usedforsecurity=False).hexdigest()
         version = str(versions[version_key(scope)])
         if staff and scope != STAFF:

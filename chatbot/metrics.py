@@ -34,6 +34,12 @@ import psutil
 from flask import Blueprint, Flask, Request, Response, request
 from flask.typing import ResponseReturnValue
 
+from chatbot import cache, limits
+from chatbot.api.auth import auth_required
+from chatbot.db.metrics import CommandTimer
+from chatbot.extensions import mongo
+from chatbot.redis_store import BreakerConnection
+
 if TYPE_CHECKING:  # imported for real only once the multiprocess directory is known
     from prometheus_client import Counter, Gauge, Histogram
     from prometheus_client.metrics import MetricWrapperBase
@@ -413,10 +419,7 @@ def _hook_clients() -> None:
     global _hooked
     if _hooked:
         return
-    from chatbot.db.metrics import CommandTimer
-    from chatbot.extensions import mongo
-    from chatbot.redis_store import BreakerConnection
-
+    cache.observer = record_cache
     mongo.add_listener(CommandTimer(_mongo_observed))
     BreakerConnection.observer = staticmethod(_redis_observed)
     _hooked = True
@@ -425,6 +428,7 @@ def _hook_clients() -> None:
 # --- /metrics ------------------------------------------------------------------
 
 bp = Blueprint("metrics", __name__)
+limits.exempt(bp)  # scrapes come every few seconds from one address
 _LOOPBACK = ("127.0.0.1", "::1")
 
 
@@ -449,8 +453,6 @@ def metrics() -> ResponseReturnValue:
     one instance, the one named by X-Instance-Id).
     """
     if "Authorization" in request.headers or not _direct_from_loopback():
-        from chatbot.auth import auth_required
-
         auth_required("admin")(lambda: None)()
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 

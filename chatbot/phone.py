@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
+from chatbot.errors import InvalidPhoneError
+
+__all__ = ["InvalidPhoneError", "mask_phone", "normalise_phone"]
+
 _E164 = re.compile(r"^\+[1-9]\d{7,14}$")
-
-
-class InvalidPhoneError(ValueError):
-    pass
 
 
 def normalise_phone(raw: str) -> str:

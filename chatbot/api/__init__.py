@@ -6,10 +6,10 @@ import json
 import math
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, request
+from flask import request
 from pydantic import BaseModel, ValidationError
 
-from chatbot.errors import ApiError
+from chatbot.errors import InvalidInputError, UnsupportedMediaTypeError
 
 PREFIX = "/api/v1"
 M = TypeVar("M", bound=BaseModel)
@@ -76,7 +76,7 @@ def nesting_exceeds(raw: bytes, limit: int) -> bool:
 
 
 def load_json(raw: bytes) -> Any:
-    """Parse a body as strict JSON (RFC 8259, UTF-8); anything else raises ApiError 400.
+    """Parse a body as strict JSON (RFC 8259, UTF-8); anything else raises InvalidInputError.
 
     Refused: invalid UTF-8, nesting deeper than MAX_JSON_DEPTH, NaN and Infinity,
     numbers that overflow (1e999999, integers beyond 64 bits). Duplicate keys are
@@ -85,8 +85,8 @@ def load_json(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8-sig")  # RFC 8259 lets a parser ignore a byte order mark
     except UnicodeDecodeError:
-        raise ApiError("The body is not valid UTF-8.", code="invalid_json") from None
-    too_deep = ApiError(
+        raise InvalidInputError("The body is not valid UTF-8.", code="invalid_json") from None
+    too_deep = InvalidInputError(
         f"The body nests arrays or objects deeper than {MAX_JSON_DEPTH} levels.",
         code="invalid_json",
     )
@@ -97,18 +97,17 @@ def load_json(raw: bytes) -> Any:
             text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_int64
         )
     except _RefusedError as exc:
-        raise ApiError(str(exc), code="invalid_json") from None
+        raise InvalidInputError(str(exc), code="invalid_json") from None
     except RecursionError:  # not reachable past the count above; never let it become a 500
         raise too_deep from None
     except ValueError:  # json.JSONDecodeError
-        raise ApiError("The body is not valid JSON.", code="invalid_json") from None
+        raise InvalidInputError("The body is not valid JSON.", code="invalid_json") from None
 
 
 def parse_body(model: type[M]) -> M:
     """The request's JSON body validated as `model`: 415 if not JSON, 400 if invalid."""
     if not request.is_json:
-        raise ApiError("Send a JSON body with Content-Type: application/json.", status=415,
-                       code="unsupported_media_type")  # fmt: skip
+        raise UnsupportedMediaTypeError("Send a JSON body with Content-Type: application/json.")
     # get_data enforces MAX_CONTENT_LENGTH (413) before anything is parsed.
     return validate(model, load_json(request.get_data(cache=True)))
 
@@ -125,29 +124,6 @@ def validate(model: type[M], data: Any) -> M:
             {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
             for e in exc.errors(include_url=False, include_input=False)
         ]
-        raise ApiError(
+        raise InvalidInputError(
             "The request is not valid.", code="validation_error", details=details
         ) from None
-
-
-def service():
-    from chatbot.chat.service import ChatService
-    from chatbot.extensions import banks, mongo, redis_store
-
-    app = current_app
-    return ChatService(
-        mongo.db,
-        redis_store,
-        app.config["SETTINGS"],
-        banks,
-        app.extensions["chatbot.tokens"],
-        app.extensions["chatbot.cache"],
-        on_change=app.extensions["chatbot.responses"].changed,
-    )
-
-
-def init_app(app: Flask) -> None:
-    from chatbot.api import admin, chat, children, docs, worker
-
-    for module in (chat, children, worker, admin, docs):
-        app.register_blueprint(module.bp, url_prefix=PREFIX)

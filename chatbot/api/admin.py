@@ -16,10 +16,10 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chatbot.api import parse_query
-from chatbot.auth import auth_required
+from chatbot.api.auth import auth_required
 from chatbot.db.metrics import AlertRepository, MetricsRepository
-from chatbot.errors import ApiError
-from chatbot.extensions import mongo
+from chatbot.errors import InvalidInputError
+from chatbot.services import services
 
 bp = Blueprint("admin", __name__)
 
@@ -161,7 +161,7 @@ class Alerts(BaseModel):
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return services().clock.now()
 
 
 @bp.get("/admin/metrics/current")
@@ -171,7 +171,7 @@ def current_metrics() -> ResponseReturnValue:
     interval = current_app.config["SETTINGS"].metrics_interval_s
     now = _now()
     since = now - timedelta(seconds=CURRENT_INTERVALS * interval + 5)
-    instances = MetricsRepository(mongo.db).latest_per_instance(since)
+    instances = MetricsRepository(services().db).latest_per_instance(since)
     return jsonify(
         generatedAt=now, intervalSeconds=interval, instances=instances, total=_total(instances)
     )
@@ -200,9 +200,9 @@ def _window(query: _Query) -> tuple[datetime, datetime]:
     end = query.to or _now()
     start = query.from_ or end - DEFAULT_HISTORY
     if start > end:
-        raise ApiError("'from' must be before 'to'.", code="validation_error")
+        raise InvalidInputError("'from' must be before 'to'.", code="validation_error")
     if end - start > MAX_HISTORY:
-        raise ApiError("Ask for at most 31 days at once.", code="validation_error")
+        raise InvalidInputError("Ask for at most 31 days at once.", code="validation_error")
     return start, end
 
 
@@ -212,7 +212,7 @@ def metrics_history() -> ResponseReturnValue:
     """Snapshots between `from` and `to` (default: the last hour), oldest first."""
     query = parse_query(HistoryQuery)
     start, end = _window(query)
-    snapshots = MetricsRepository(mongo.db).history(start, end, query.instance, query.limit)
+    snapshots = MetricsRepository(services().db).history(start, end, query.instance, query.limit)
     return jsonify({"from": start, "to": end, "snapshots": snapshots})
 
 
@@ -222,7 +222,7 @@ def alerts() -> ResponseReturnValue:
     """Alerts newest first: open ones (any age), and resolved ones opened in the window
     (default: the last 7 days); `state` picks one of the two."""
     query = parse_query(AlertsQuery)
-    repo = AlertRepository(mongo.db)
+    repo = AlertRepository(services().db)
     if query.state == "open":
         found = repo.list("open", query.from_, query.to, query.instance, query.limit)
         return jsonify(alerts=found)

@@ -5,21 +5,20 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify
 from flask.typing import ResponseReturnValue
 
-from chatbot.api import service
-from chatbot.auth import STAFF_ROLES, auth_required
-from chatbot.chat.service import utcnow
+from chatbot.api.auth import auth_required
+from chatbot.auth import STAFF_ROLES
 from chatbot.db.children import ChildRepository
-from chatbot.db.documents import NotFoundError
 from chatbot.db.questionnaires import QuestionnaireRepository
-from chatbot.extensions import mongo
+from chatbot.errors import NotFoundError
 from chatbot.http_cache import cached
+from chatbot.services import services
 
 bp = Blueprint("children", __name__)
 
 
 def _summary_visible(child_id: str) -> dict:
     """A parent sees only their own children; staff see every child."""
-    found = service().children.summary(child_id)
+    found = services().children.summary(child_id)
     if found is None or (
         g.user["role"] not in STAFF_ROLES and found["child"]["userId"] != g.user["id"]
     ):
@@ -35,7 +34,7 @@ def public_child(child: dict) -> dict:
 @auth_required()
 @cached()
 def list_children() -> ResponseReturnValue:
-    children = service().children.list_for_user(g.user["id"])
+    children = services().children.list_for_user(g.user["id"])
     return jsonify(children=[public_child(c) for c in children])
 
 
@@ -53,9 +52,9 @@ def child_summary(child_id: str) -> ResponseReturnValue:
 def archive_child(child_id: str) -> ResponseReturnValue:
     """Archive a child (e.g. added by mistake): gone from lists and screening, history kept."""
     child = _summary_visible(child_id)["child"]
-    repo = ChildRepository(mongo.db)
-    repo.archive(child["id"], utcnow())
-    service().children.changed(child["userId"], child["id"])
+    repo = ChildRepository(services().db)
+    repo.archive(child["id"], services().clock.now())
+    services().children.changed(child["userId"], child["id"])
     return jsonify(child=public_child(repo.get(child["id"])))
 
 
@@ -63,7 +62,7 @@ def archive_child(child_id: str) -> ResponseReturnValue:
 @auth_required()
 @cached()
 def questionnaire(questionnaire_id: str) -> ResponseReturnValue:
-    found = QuestionnaireRepository(mongo.db).get(questionnaire_id)
+    found = QuestionnaireRepository(services().db).get(questionnaire_id)
     if found is not None:
         try:
             _summary_visible(found["childId"])  # ownership goes through the child

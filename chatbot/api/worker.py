@@ -6,21 +6,22 @@ from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from chatbot.api import parse_query
+from chatbot.api.auth import auth_required
 from chatbot.api.children import public_child
 from chatbot.api.schemas import OverdueQuery, RiskQuery
-from chatbot.auth import STAFF_ROLES, auth_required
-from chatbot.chat.service import utcnow
+from chatbot.auth import STAFF_ROLES
 from chatbot.db.children import ChildRepository
 from chatbot.db.users import UserRepository
-from chatbot.extensions import mongo, safe_cache_get, safe_cache_set
+from chatbot.extensions import safe_cache_get, safe_cache_set
 from chatbot.http_cache import cached
+from chatbot.services import services
 
 bp = Blueprint("worker", __name__)
 
 
 def _with_parent_phone(children: list[dict]) -> list[dict]:
     """Add each parent's phone number (one query for the whole page)."""
-    phones = UserRepository(mongo.db).phones_for([c["userId"] for c in children])
+    phones = UserRepository(services().db).phones_for([c["userId"] for c in children])
     return [{**public_child(c), "parentPhone": phones.get(c["userId"])} for c in children]
 
 
@@ -30,7 +31,7 @@ def _with_parent_phone(children: list[dict]) -> list[dict]:
 def at_risk() -> ResponseReturnValue:
     """Children whose latest screening is at one of the given risk levels."""
     query = parse_query(RiskQuery)
-    children = ChildRepository(mongo.db).at_risk(
+    children = ChildRepository(services().db).at_risk(
         query.risk.split(","), query.limit + 1, query.cursor
     )
     page = children[: query.limit]
@@ -44,8 +45,8 @@ def at_risk() -> ResponseReturnValue:
 def overdue() -> ResponseReturnValue:
     """Children whose next screening date has passed, most overdue first."""
     query = parse_query(OverdueQuery)
-    children = ChildRepository(mongo.db).rescreens_due_before(
-        utcnow(), query.limit, query.action.split(",")
+    children = ChildRepository(services().db).rescreens_due_before(
+        services().clock.now(), query.limit, query.action.split(",")
     )
     return jsonify(children=_with_parent_phone(children))
 
@@ -63,8 +64,8 @@ def _stats() -> dict:
     cached = safe_cache_get("worker-stats") if ttl else None
     if cached is not None:
         return cached
-    repo = ChildRepository(mongo.db)
-    now = utcnow()
+    repo = ChildRepository(services().db)
+    now = services().clock.now()
     figures = {
         "childrenByRisk": repo.count_by_risk(),
         "overdueRescreens": repo.count_due_before(now, ["routine", "rescreen_2_weeks"]),

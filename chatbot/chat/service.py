@@ -7,12 +7,12 @@ import hmac
 import logging
 import secrets
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import redis
 
-from chatbot.auth import Tokens, hash_code, load_sender, new_code
+from chatbot.auth import CodeSender, Tokens, hash_code, new_code
 from chatbot.cache import RedisCache
 from chatbot.chat.banks import BankRegistry
 from chatbot.chat.children import ChildDirectory
@@ -20,26 +20,25 @@ from chatbot.chat.history import HistoryCache
 from chatbot.chat.sessions import ConversationSessions
 from chatbot.chat.store import RepositoryStore
 from chatbot.chat.users import UserDirectory
+from chatbot.clock import Clock
 from chatbot.db import Database, DatabaseError, deadline
-from chatbot.db.documents import ConflictError
-from chatbot.db.messages import DuplicateMessageError, MessageRepository, next_cursor
+from chatbot.db.messages import MessageRepository, next_cursor
 from chatbot.db.users import UserRepository
 from chatbot.db.verifications import VerificationRepository
-from chatbot.errors import ApiError, ServiceUnavailableError
+from chatbot.errors import (
+    BusyError,
+    ConflictError,
+    DuplicateMessageError,
+    InvalidInputError,
+    RateLimitedError,
+    ServiceUnavailableError,
+)
 from chatbot.redis_store import RedisStore
 from chatbot.screening.age import AgeRules
 from chatbot.screening.engine import Engine, EngineConfig
 from chatbot.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class BusyError(ConflictError):
-    code = "busy"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class ChatService:
@@ -51,6 +50,8 @@ class ChatService:
         banks: BankRegistry,
         tokens: Tokens,
         cache: RedisCache,
+        clock: Clock,
+        sender: CodeSender,
         on_change: Callable[[str, bool], None] | None = None,
     ) -> None:
         # Told (user id, staff lists affected) after every write by or about a user:
@@ -74,6 +75,8 @@ class ChatService:
         self.history_cache = HistoryCache(redis_store, settings.session_cache_s, cache.enabled)
         self.verifications = VerificationRepository(db)
         self.tokens = tokens
+        self.clock = clock
+        self.sender = sender
         self.engine_config = EngineConfig(
             rules=AgeRules(
                 preterm_below_weeks=settings.preterm_below_weeks,
@@ -86,7 +89,7 @@ class ChatService:
     # --- identity -----------------------------------------------------------------
     def start(self, phone: str, language: str | None) -> dict[str, Any]:
         """A new number gets a token at once; a known one must prove itself with a code."""
-        now = utcnow()
+        now = self.clock.now()
         user, created = self.accounts.get_or_create(phone, now, language=language or "id")
         if created:
             return {
@@ -100,10 +103,8 @@ class ChatService:
             self.verifications.count_since(user["id"], now - window)
             >= self.settings.otp_sends_per_window
         ):
-            raise ApiError(
+            raise RateLimitedError(
                 "Too many codes were sent to this number; try again later.",
-                status=429,
-                code="rate_limited",
                 details={"retryAfterSeconds": self.settings.otp_send_window_s},
             )
         code = new_code()
@@ -116,7 +117,7 @@ class ChatService:
             expires_at=now + timedelta(seconds=self.settings.otp_ttl_s),
             now=now,
         )
-        load_sender(self.settings.otp_sender).send(phone, code, user.get("language") or "id")
+        self.sender.send(phone, code, user.get("language") or "id")
         return {
             "verificationRequired": True,
             "challengeId": challenge,
@@ -124,9 +125,9 @@ class ChatService:
         }
 
     def verify(self, challenge_id: str, code: str) -> dict[str, Any]:
-        now = utcnow()
+        now = self.clock.now()
         challenge = self.verifications.get_live(challenge_id, now)
-        invalid = ApiError("The code is wrong or has expired.", status=400, code="invalid_code")
+        invalid = InvalidInputError("The code is wrong or has expired.", code="invalid_code")
         if challenge is None or challenge["attempts"] >= self.settings.otp_max_attempts:
             raise invalid
         expected = hash_code(self.settings.secret_key, challenge_id, code)
@@ -154,7 +155,7 @@ class ChatService:
         user_id = user["id"]
         with self.user_lock(user_id), deadline(self.settings.mongo_request_timeout_s):
             # MongoDB keeps milliseconds: the same precision everywhere (history, cursors).
-            now = utcnow()
+            now = self.clock.now()
             now = now.replace(microsecond=now.microsecond // 1000 * 1000)
             try:
                 # Inserting first is the idempotency check: the unique (userId,
@@ -211,7 +212,7 @@ class ChatService:
 
     def mark_delivered(self, user_id: str, message_ids: list[str]) -> int:
         """The client showed these replies: sent -> delivered (only the user's own)."""
-        count = self.messages.mark_delivered(user_id, message_ids, utcnow())
+        count = self.messages.mark_delivered(user_id, message_ids, self.clock.now())
         if count:
             self.history_cache.update_status(user_id, set(message_ids), "delivered")
             self.on_change(user_id, False)

@@ -11,17 +11,7 @@ from typing import Any
 from bson import ObjectId
 from bson.errors import InvalidId
 
-from chatbot.errors import ApiError
-
-
-class NotFoundError(ApiError):
-    status = 404
-    code = "not_found"
-
-
-class ConflictError(ApiError):
-    status = 409
-    code = "conflict"
+from chatbot.errors import NotFoundError
 
 
 def oid(value: str, what: str = "resource") -> ObjectId:

@@ -23,7 +23,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from chatbot.db.documents import oid, out
-from chatbot.errors import ApiError
+from chatbot.errors import DuplicateMessageError, InvalidCursorError
 
 HISTORY_FIELDS = {
     "direction": 1,
@@ -34,10 +34,6 @@ HISTORY_FIELDS = {
     "quickReplies": 1,
     "createdAt": 1,
 }
-
-
-class DuplicateMessageError(Exception):
-    """An inbound message with this clientMessageId already exists."""
 
 
 def encode_cursor(created_at: datetime, message_id: str) -> str:
@@ -51,7 +47,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, ObjectId]:
         millis, message_id = raw.split(":", 1)
         return datetime.fromtimestamp(int(millis) / 1000, UTC), ObjectId(message_id)
     except (ValueError, UnicodeDecodeError, TypeError):
-        raise ApiError("The cursor is not valid.", code="invalid_cursor") from None
+        raise InvalidCursorError("The cursor is not valid.") from None
 
 
 def next_cursor(found: list[dict[str, Any]], limit: int) -> str | None:

@@ -13,14 +13,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from chatbot.errors import BankError
+
 DOMAINS = ("gross_motor", "fine_motor", "language", "social")
 BRACKETS = (3, 6, 9, 12, 15, 18, 21, 24, 30, 36, 42, 48, 54, 60, 66, 72)
 LANGUAGES = ("id", "en")
 SHIPPED_BANK = Path(__file__).resolve().parent.parent / "data" / "kpsp_bank_v1.json"
-
-
-class BankError(ValueError):
-    """The bank file is not a valid question bank; the message lists every problem."""
 
 
 class _Strict(BaseModel):

@@ -5,7 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, send_from_directory
 from flask.typing import ResponseReturnValue
 
+from chatbot import limits
+
 bp = Blueprint("web", __name__, static_folder="static", static_url_path="/static")
+limits.exempt(bp)  # the page and its files; the API it calls is limited
 # The script and stylesheet: browsers and nginx's cache may keep them 5 minutes.
 STATIC_MAX_AGE_S = 300
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 from flask import Blueprint, send_from_directory
 from flask.typing import ResponseReturnValue
 
+from chatbot import limits
+
 bp = Blueprint("dashboard", __name__, static_folder="dashboard", static_url_path="/admin/static")
+limits.exempt(bp)  # the page; the admin API it calls is limited
 
 
 @bp.get("/admin/")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chatbot.extensions import banks, mongo, redis_store
+from chatbot.extensions import mongo, redis_store
 from tests.integration.test_turn_budget import Commands
 from tests.support import TODDLER, ApiChat
 
@@ -26,7 +26,7 @@ def costed(chat, commands, text):
 
 def test_leaving_for_the_menu_and_coming_back_keeps_the_answers(app, counted):
     with app.app_context():
-        banks.active()
+        app.extensions["chatbot.services"].banks.active()
     chat = ApiChat(app.test_client(), "081300000401")
     chat.register_with_child("Muh. Rizki", TODDLER)
     assert "Mulai skrining Muh. Rizki sekarang?" in chat.last["replies"][-1]["text"]

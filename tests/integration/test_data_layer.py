@@ -116,9 +116,7 @@ def test_import_bank_validates_and_activates(app, tmp_path):
     result = runner.invoke(args=["chatbot", "import-bank", str(edition)])
     assert result.exit_code == 0, result.output
     assert "16 brackets" in result.output
-    from chatbot.extensions import banks
-
-    banks._active = (0.0, None)  # drop the worker's 30-second memory of the active bank
+    banks = app.extensions["chatbot.services"].banks  # this app's: it remembers nothing yet
     with app.app_context():
         assert banks.active().version == "official-2022"
     chat = ApiChat(app.test_client(), "081300000003")

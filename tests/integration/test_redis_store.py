@@ -50,6 +50,18 @@ def test_code_guessing_is_rate_limited_per_address(settings):
     assert statuses == [400, 400, 400, 429]
 
 
+def test_code_verification_has_its_own_limit_instead_of_the_chat_limit(settings):
+    # Declared on the view (chatbot/api/chat.py): VERIFY_RATE_LIMIT, not CHAT_RATE_LIMIT.
+    limits = {"chat_rate_limit": "2 per minute", "verify_rate_limit": "4 per minute"}
+    client = create_app(replace(settings, **limits)).test_client()
+    body = {"challengeId": "x" * 20, "code": "123456"}
+    responses = [client.post("/api/v1/chat/verify", json=body) for _ in range(5)]
+    assert [r.status_code for r in responses] == [400, 400, 400, 400, 429]
+    assert responses[-1].headers["X-RateLimit-Limit"] == "4"
+    # ...and the chat routes keep their own allowance.
+    assert client.post("/api/v1/chat/start", json={"phoneNumber": "x"}).status_code == 400
+
+
 def test_chat_is_rate_limited_per_token_not_per_address(settings):
     from tests.support import ApiChat
 

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 from pymongo import monitoring
 
-from chatbot.extensions import banks, mongo
+from chatbot.extensions import mongo
 from tests.support import TODDLER, ApiChat
 
 pytestmark = pytest.mark.integration
@@ -56,6 +56,7 @@ def turn(chat: ApiChat, commands: Commands, text: str, cmid: str | None = None):
 
 
 def test_each_kind_of_turn_keeps_to_its_database_budget(app, counted):
+    banks = app.extensions["chatbot.services"].banks
     with app.app_context():
         banks.active()  # warm the worker's 30-second memory of which bank is active
     chat = ApiChat(app.test_client(), "081300000101")

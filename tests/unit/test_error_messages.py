@@ -5,14 +5,17 @@ import re
 import string
 from pathlib import Path
 
-from chatbot.errors import HTTP_CODES, MESSAGES_FILE, _pattern
+from chatbot.envelope import MESSAGES_FILE, _pattern
+from chatbot.errors import HTTP_CODES
 
 CATALOGUE = json.loads(MESSAGES_FILE.read_text(encoding="utf-8"))
 PACKAGE = Path(__file__).resolve().parents[2] / "chatbot"
 # The modules on a parent's path: identity, chat, children, the body parser, the database.
 PARENT_PATH = [
     PACKAGE / "auth.py",
+    PACKAGE / "api" / "auth.py",
     PACKAGE / "errors.py",
+    PACKAGE / "envelope.py",
     PACKAGE / "api" / "__init__.py",
     PACKAGE / "api" / "chat.py",
     PACKAGE / "api" / "children.py",

@@ -6,7 +6,7 @@ import pytest
 from flask import Blueprint
 
 from chatbot import create_app
-from chatbot.errors import ApiError, ServiceUnavailableError
+from chatbot.errors import ConflictError, ServiceUnavailableError, UnsupportedMediaTypeError
 from chatbot.settings import Settings
 
 # Unreachable dependencies: these tests never touch MongoDB or Redis.
@@ -42,7 +42,7 @@ def app():
 
     @bp.get("/teapot")
     def teapot():
-        raise ApiError("Not today.", status=409, code="conflict", details={"why": "tea"})
+        raise ConflictError("Not today.", details={"why": "tea"})
 
     @bp.post("/echo")
     def echo():
@@ -50,7 +50,7 @@ def app():
 
         request.get_data()  # reading the body enforces MAX_CONTENT_LENGTH
         if not request.is_json:
-            raise ApiError("Send JSON.", status=415, code="unsupported_media_type")
+            raise UnsupportedMediaTypeError("Send JSON.")
         return {"ok": True}
 
     app.register_blueprint(bp)

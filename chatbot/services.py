@@ -1,0 +1,109 @@
+"""The app's application services, built once per app and reached through it.
+
+Flask extensions keep their state on `app.extensions`, and so do these (warehouse
+registers its service factories once per app the same way): views, the CLI and the
+request-side auth ask `services()` instead of building a service per request.
+
+PyMongo's client is made per worker process after the fork (chatbot/db/mongo.py) and
+made again after a close, so the services holding the database are built on first use
+in a process and again when its client changes; the others once per app.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from functools import cached_property
+
+from flask import Flask, current_app
+
+from chatbot.auth import CodeSender, Tokens, load_sender
+from chatbot.cache import RedisCache
+from chatbot.chat.banks import BankRegistry
+from chatbot.chat.children import ChildDirectory
+from chatbot.chat.service import ChatService
+from chatbot.chat.users import UserDirectory
+from chatbot.clock import Clock
+from chatbot.db import Database, Mongo
+from chatbot.redis_store import RedisStore
+from chatbot.settings import Settings
+
+KEY = "chatbot.services"
+
+
+class Services:
+    """The application services of one app."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        mongo: Mongo,
+        redis_store: RedisStore,
+        cache: RedisCache,
+        clock: Clock,
+        on_change: Callable[[str, bool], None],
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.tokens = Tokens(settings.secret_key, settings.token_max_age_s)
+        # Parsed banks and the active version are remembered per process, for the app's life.
+        self.banks = BankRegistry(lambda: mongo.db)
+        self._mongo = mongo
+        self._redis_store = redis_store
+        self._cache = cache
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self._chat: tuple[object, int, ChatService] | None = None
+
+    @cached_property
+    def sender(self) -> CodeSender:
+        """The one-time code sender (OTP_SENDER), imported on first use."""
+        return load_sender(self.settings.otp_sender)
+
+    @property
+    def db(self) -> Database:
+        """This process's database, for views that read a repository directly."""
+        return self._mongo.db
+
+    @property
+    def chat(self) -> ChatService:
+        """The chat service, built once per process and database client."""
+        client, pid = self._mongo.client, os.getpid()
+        built = self._chat
+        if built is None or built[0] is not client or built[1] != pid:
+            with self._lock:
+                built = self._chat
+                if built is None or built[0] is not client or built[1] != pid:
+                    service = ChatService(
+                        client[self.settings.mongo_db],
+                        self._redis_store,
+                        self.settings,
+                        self.banks,
+                        self.tokens,
+                        self._cache,
+                        self.clock,
+                        self.sender,
+                        on_change=self._on_change,
+                    )
+                    built = self._chat = (client, pid, service)
+        return built[2]
+
+    @property
+    def users(self) -> UserDirectory:
+        """Users by id (Redis first): the directory behind every token."""
+        return self.chat.users
+
+    @property
+    def children(self) -> ChildDirectory:
+        """Children and their latest results (Redis first)."""
+        return self.chat.children
+
+
+def init_app(app: Flask, services: Services) -> None:
+    app.extensions[KEY] = services
+
+
+def services() -> Services:
+    """The current app's services."""
+    return current_app.extensions[KEY]
