@@ -11,11 +11,15 @@ puts every instance back in rotation.
 Each instance admits at most `max_conns` requests at once (nginx's `max_conns`); the
 default is its capacity, gunicorn workers x threads, read from the same environment
 variables and defaults as gunicorn.conf.py (NGINX_MAX_CONNS overrides; 0 = no limit).
+
+PROXY_SECRET (the instances' own) is written to PREFIX/proxy_secret.conf (0600), which
+nginx sends as X-Proxy-Secret: only then do the instances trust its X-Forwarded-For.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -46,6 +50,12 @@ def main() -> None:
         "(default: NGINX_MAX_CONNS, else gunicorn workers x threads; 0 = no limit)",
     )
     args = parser.parse_args()
+    if not os.environ.get("PROXY_SECRET", "").strip():
+        print(
+            "render_nginx: PROXY_SECRET is not set: the instances will not trust nginx's "
+            "X-Forwarded-For, and count every client as nginx's address (docs/deployment.md)",
+            file=sys.stderr,
+        )
     print(render(args.prefix, args.listen, args.upstream, args.user, args.max_conns))
 
 

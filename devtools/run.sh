@@ -11,6 +11,8 @@
 #   STACK_VAR (var)  where data, sockets, pid files and nginx's files live
 #   MONGO_URI / REDIS_URL  use an existing server instead of the embedded one
 #   SECRET_KEY  signs tokens; unless set, generated once into $STACK_VAR/secret_key
+#   PROXY_SECRET  nginx -> instances, so they trust its X-Forwarded-For; unless set,
+#                 generated once into $STACK_VAR/proxy_secret
 # While it runs: `make status`, `make restart` (rolling, no failed request),
 # `devtools/stackctl restart app1 | signal HUP app1 | ...`.
 set -euo pipefail
@@ -22,7 +24,7 @@ if [ -S "$STACK_SUPERVISOR_SOCKET" ] && .venv/bin/supervisorctl -s "unix://$STAC
   exit 1
 fi
 mkdir -p "$STACK_VAR/redis" "$STACK_VAR/run" "$STACK_VAR/supervisor" "$NGINX_PREFIX"
-# SECRET_KEY, unless set: a random one generated once into $STACK_VAR/secret_key (0600).
+# SECRET_KEY and PROXY_SECRET, unless set: random ones generated once into $STACK_VAR (0600).
 source devtools/secret_key.sh
 # Every instance back in rotation: the checker takes failing ones out again.
 .venv/bin/python devtools/render_nginx.py --prefix "$NGINX_PREFIX" --listen "127.0.0.1:${STACK_PORT}" \

@@ -1,17 +1,26 @@
-# Sourced by devtools/run.sh: the local stack signs its tokens with a key of its own,
-# never the published development placeholder (chatbot/settings.py). Unless SECRET_KEY
-# is set, a random key is generated once into $STACK_VAR/secret_key (mode 0600) and
-# exported; later runs read the same file, so tokens survive a restart. `make clean`
-# (or deleting the file) makes a new one, and every token issued before stops working.
-if [ -z "${SECRET_KEY:-}" ]; then
-  if [ ! -s "$STACK_VAR/secret_key" ]; then
-    mkdir -p "$STACK_VAR"
-    (
-      umask 077
-      python3 -c "import secrets; print(secrets.token_hex(32))" >"$STACK_VAR/secret_key.tmp"
-      mv "$STACK_VAR/secret_key.tmp" "$STACK_VAR/secret_key"
-    )
+# Sourced by devtools/run.sh: the local stack's secrets, each random and its own, never
+# the published development placeholder (chatbot/settings.py).
+# - SECRET_KEY signs tokens: unless set, generated once into $STACK_VAR/secret_key.
+# - PROXY_SECRET is what nginx sends the instances so that they trust its
+#   X-Forwarded-For (chatbot/proxy.py): unless set, generated once into
+#   $STACK_VAR/proxy_secret; the renderer and the instances read it from the environment.
+# Each file has mode 0600 and is kept across runs, so tokens survive a restart. `make
+# clean` (or deleting the file) makes a new one; a new SECRET_KEY ends every token issued
+# before.
+stack_secret() {  # stack_secret VARIABLE FILE: export VARIABLE, from FILE unless set
+  local name=$1 file=$2
+  if [ -z "${!name:-}" ]; then
+    if [ ! -s "$file" ]; then
+      mkdir -p "$(dirname "$file")"
+      (
+        umask 077
+        python3 -c "import secrets; print(secrets.token_hex(32))" >"$file.tmp"
+        mv "$file.tmp" "$file"
+      )
+    fi
+    printf -v "$name" '%s' "$(cat "$file")"
   fi
-  SECRET_KEY=$(cat "$STACK_VAR/secret_key")
-  export SECRET_KEY
-fi
+  export "${name?}"
+}
+stack_secret SECRET_KEY "$STACK_VAR/secret_key"
+stack_secret PROXY_SECRET "$STACK_VAR/proxy_secret"

@@ -6,13 +6,18 @@ simulate an outage on the same port.
 
 FerretDB runs on its PostgreSQL backend: on a `Postgres` given to it, else on a
 throw-away cluster of its own that it starts and stops with itself.
+
+Every gunicorn and nginx started here shares PROXY_SECRET, one random value per test
+process: the instances trust nginx's X-Forwarded-For as in production, and nothing else's.
 """
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -30,7 +35,12 @@ ROOT = Path(__file__).resolve().parent.parent
 FERRETDB_BIN = ROOT / ".build" / "ferretdb"
 POSTGRES_SCRIPT = ROOT / "devtools" / "postgres.sh"
 sys.path.insert(0, str(ROOT / "devtools"))
-from render_nginx import render as render_nginx  # noqa: E402 -- devtools is not a package
+from render_nginx import render as _render_nginx  # noqa: E402 -- devtools is not a package
+
+# nginx sends it (X-Proxy-Secret), the instances trust X-Forwarded-* only with it.
+PROXY_SECRET = secrets.token_hex(16)
+# The renderer with this process's secret (tests that render their own nginx use it).
+render_nginx = functools.partial(_render_nginx, proxy_secret=PROXY_SECRET)
 
 _HANDED_OUT: set[int] = set()
 
@@ -255,6 +265,7 @@ class Gunicorn(Service):
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
+        env["PROXY_SECRET"] = PROXY_SECRET  # app_env may set its own (or "")
         env.update(self.app_env)
         env.update(INSTANCE_ID=self.instance_id, GUNICORN_BIND=f"127.0.0.1:{self.port}")
         # Its control socket and pid file beside its log, not in the repository's var/run.
