@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import logging
 import math
@@ -37,6 +38,9 @@ from typing import Any, Protocol
 
 import psutil
 
+from chatbot.db import DatabaseError, Mongo, deadline
+from chatbot.db.metrics import AlertRepository, MetricsRepository
+from chatbot.logs import configure_logging
 from chatbot.metrics import CACHE_OUTCOMES, CACHE_TIERS, ENV_DIR, SHED_REASONS
 from chatbot.settings import Settings
 
@@ -535,8 +539,6 @@ class Collector:
         master_pid: int,
         notify: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        from chatbot.db.metrics import AlertRepository, MetricsRepository
-
         self.settings = settings
         self.path = path
         self.master_pid = master_pid
@@ -559,8 +561,6 @@ class Collector:
 
     def run_once(self) -> dict[str, Any]:
         """Take one snapshot, save it and apply the alerts; answer the snapshot."""
-        from chatbot.db import DatabaseError, deadline
-
         current = read_registry(self.path)
         at = time.monotonic()
         snapshot = build_snapshot(
@@ -614,16 +614,11 @@ class Collector:
 def _die_with_parent() -> None:
     """Linux: get SIGTERM when the master dies, however it dies (else we poll every second)."""
     with contextlib.suppress(Exception):
-        import ctypes
-
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from chatbot.db import Mongo
-    from chatbot.logs import configure_logging
-
     parser = argparse.ArgumentParser(prog="python -m chatbot.collector", description=__doc__)
     parser.add_argument("--master-pid", type=int, default=os.getppid())
     args = parser.parse_args(argv)

@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypedDict
 
+from chatbot.logs import make_formatter
 from chatbot.ops import upstreams
 from chatbot.settings import CheckerSettings, ConfigError
 
@@ -261,8 +262,6 @@ class Checker:
 
 
 def _configure_logging() -> None:
-    from chatbot.logs import make_formatter
-
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(make_formatter())
     handler.addFilter(_StampFilter())
