@@ -89,3 +89,28 @@ def test_a_byte_order_mark_is_ignored(client):
 def test_a_body_over_the_size_limit_is_still_413(client, settings):
     body = b"[" * (settings.max_content_length + 1)
     assert_envelope(post_raw(client, body), 413, "payload_too_large")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        (
+            "/api/v1/chat/verify",
+            '{"challengeId": "0123456789\\u0000", "code": "123456"}',
+            "challengeId",
+        ),
+        ("/api/v1/chat/messages", '{"text": "ya\\u0000", "clientMessageId": "c1"}', "text"),
+        ("/api/v1/chat/receipts", '{"messageIds": ["\\u0000"]}', "messageIds"),
+    ],
+)
+def test_nul_characters_are_a_validation_error(client, path, body, field):
+    # Valid JSON, but PostgreSQL under FerretDB cannot store U+0000: these were 500s.
+    token = client.post(START, json={"phoneNumber": "081299990003"}).get_json()["token"]
+    response = client.post(
+        path,
+        data=body.encode(),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    error = assert_envelope(response, 400, "validation_error")
+    assert [d["field"] for d in error["details"]] == [field]
