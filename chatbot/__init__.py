@@ -7,9 +7,9 @@ from typing import Any
 
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from chatbot.clock import Clock
+from chatbot.proxy import trust_proxy
 from chatbot.settings import Settings
 from chatbot.version import __version__
 
@@ -78,8 +78,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         # RESPONSE_CACHE_S=0 turns response caching off (the benchmark compares both).
         RESPONSE_CACHE_ENABLED=settings.cache_enabled and settings.response_cache_s > 0,
     )
-    # nginx is the only client of gunicorn (bound to loopback); trust its one hop.
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    # X-Forwarded-* (nginx's one hop) trusted only on requests carrying PROXY_SECRET.
+    app.wsgi_app = trust_proxy(app.wsgi_app, settings.proxy_secret, settings.is_production)  # type: ignore[method-assign]
 
     # First, so every later hook (the limiter's too) logs with the request id.
     middleware.init_app(app)
