@@ -8,6 +8,7 @@ so any instance answers for all of them.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -28,6 +29,7 @@ CURRENT_INTERVALS = 3
 DEFAULT_HISTORY = timedelta(hours=1)
 MAX_HISTORY = timedelta(days=31)
 DEFAULT_ALERTS = timedelta(days=7)
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 # --- shapes (also the OpenAPI document's) ---------------------------------------------
@@ -41,6 +43,15 @@ class _Query(BaseModel):
     )
     to: datetime | None = Field(default=None, description="ISO 8601; default now")
     instance: str | None = Field(default=None, max_length=100)
+
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _not_a_number(cls, v: object) -> object:
+        # pydantic would also read a number as Unix seconds (from=2026 -> 1970-01-01T00:33:46Z);
+        # the documented form is ISO 8601 only (found by tests/integration/test_fuzz.py).
+        if isinstance(v, str) and _NUMBER.fullmatch(v.strip()):
+            raise ValueError("must be an ISO 8601 date-time, not a number")
+        return v
 
     @field_validator("from_", "to")
     @classmethod

@@ -198,6 +198,11 @@ def test_admin_api_current_history_and_alerts(app, client):
     assert len(only["snapshots"]) == 3
     bad = boss.get("/api/v1/admin/metrics/history?from=yesterday")
     assert bad.status_code == 400
+    # A number is not read as Unix seconds (from=2026 would have meant 1970).
+    for query in ("from=2026", "to=0.5"):
+        bad = boss.get(f"/api/v1/admin/metrics/history?{query}")
+        assert bad.status_code == 400, query
+        assert bad.get_json()["error"]["code"] == "validation_error"
 
     both = boss.get("/api/v1/admin/alerts").get_json()
     admin.Alerts.model_validate(both)
