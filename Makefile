@@ -30,6 +30,7 @@ test: setup lint
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports
 
 format: setup
 	.venv/bin/ruff format .
@@ -44,4 +45,4 @@ bench:
 	.venv/bin/python devtools/bench.py
 
 clean:
-	rm -rf .build .venv var .pytest_cache .ruff_cache
+	rm -rf .build .venv var .pytest_cache .ruff_cache .import_linter_cache
