@@ -181,7 +181,7 @@ class Vocabulary:
 
     def number(self, word: str) -> int | None:
         """A numbered choice: '2', 'dua' or 'two' -> 2."""
-        if word.isdigit():
+        if word.isdecimal():  # not isdigit(): "²" is a digit that int() refuses
             return int(word)
         return self.numbers.get(word)
 

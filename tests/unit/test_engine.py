@@ -584,6 +584,8 @@ def test_number_words_choose_like_numbers():
     assert chat.store.list_children("u1")[0]["sex"] == "female"
     assert chat.say("tiga")  # history
     assert chat.step == "menu"
+    assert chat.say("²")  # a digit that is no number: asked again, no crash
+    assert chat.step == "menu"
 
 
 def test_every_button_of_every_question_is_understood():

@@ -44,6 +44,8 @@ def test_numbers_months_and_languages():
     assert words.language_chosen("2") == "en" and words.language_chosen("id") == "id"
     assert words.language_chosen("bahasa inggris") == "en"
     assert words.language_chosen("3") is None
+    # Digits int() cannot read are no number (they were a 500 at the menu; found by fuzzing).
+    assert words.number("²") is None and words.language_chosen("³") is None
     assert words.weeks_pattern.fullmatch("38 minggu") and words.weeks_pattern.fullmatch("38w")
 
 
