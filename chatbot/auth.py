@@ -54,7 +54,8 @@ class LogCodeSender:
 def load_sender(path: str) -> CodeSender:
     """Import `module:Class` (or module.Class) and instantiate it."""
     module, _, name = path.replace(":", ".").rpartition(".")
-    return getattr(importlib.import_module(module), name)()
+    sender: CodeSender = getattr(importlib.import_module(module), name)()
+    return sender
 
 
 class Tokens:

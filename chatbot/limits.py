@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import Blueprint, Flask, current_app, request
 from flask_limiter import Limiter
@@ -32,6 +32,7 @@ V = TypeVar("V", bound=Callable[..., Any])
 # Marks set where the limits are declared, read by `apply`.
 _SETTING = "rate_limit_setting"
 _EXEMPT = "rate_limit_exempt"
+_VIEW = "rate_limited_view"  # the view under `limit`'s wrapper
 # The app's checked views: endpoint -> flask-limiter's wrapper of the view.
 _CHECKED = "chatbot.limited_views"
 
@@ -57,6 +58,7 @@ def limit(setting: str) -> Callable[[V], V]:
             return current_app.extensions[_CHECKED][request.endpoint](*args, **kwargs)
 
         setattr(limited, _SETTING, setting)
+        setattr(limited, _VIEW, view)
         return limited  # type: ignore[return-value]
 
     return decorator
@@ -75,7 +77,8 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         storage_uri=settings.redis_url,
         # The storage's own prefix (not flask-limiter's) decides the Redis key names.
         storage_options={
-            "connection_pool": redis_store.pool,
+            # The Redis storage takes a pool; flask-limiter's hint says str | int only.
+            "connection_pool": redis_store.pool,  # type: ignore[dict-item]
             "key_prefix": settings.redis_key_prefix + "rl",
         },
         default_limits=[settings.rate_limit_default],
@@ -87,14 +90,15 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
 
 def apply(app: Flask, limiter: Limiter, settings: Settings) -> None:
     """Enforce the limits declared on the app's blueprints and views (once they are registered)."""
-    for bp in app.blueprints.values():
+    for registered in app.blueprints.values():
+        bp = cast(Blueprint, registered)  # Flask's blueprints, typed as their sansio base
         if getattr(bp, _EXEMPT, False):
             limiter.exempt(bp)
         setting = getattr(bp, _SETTING, None)
         if setting is not None:
             limiter.limit(getattr(settings, setting))(bp)
     app.extensions[_CHECKED] = {
-        endpoint: limiter.limit(getattr(settings, view.rate_limit_setting))(view.__wrapped__)
+        endpoint: limiter.limit(getattr(settings, getattr(view, _SETTING)))(getattr(view, _VIEW))
         for endpoint, view in app.view_functions.items()
         if hasattr(view, _SETTING)
     }

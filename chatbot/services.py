@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import Callable
 from functools import cached_property
+from typing import Any
 
 from flask import Flask, current_app
 
@@ -62,7 +63,7 @@ class Services:
         return load_sender(self.settings.otp_sender)
 
     @property
-    def db(self) -> Database:
+    def db(self) -> Database[Any]:
         """This process's database, for views that read a repository directly."""
         return self._mongo.db
 
@@ -106,4 +107,5 @@ def init_app(app: Flask, services: Services) -> None:
 
 def services() -> Services:
     """The current app's services."""
-    return current_app.extensions[KEY]
+    found: Services = current_app.extensions[KEY]
+    return found

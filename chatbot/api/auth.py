@@ -8,7 +8,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import ParamSpec, TypeVar
 
 from flask import current_app, g, request
 from flask_limiter.util import get_remote_address
@@ -16,6 +16,9 @@ from flask_limiter.util import get_remote_address
 from chatbot.db import deadline
 from chatbot.errors import ForbiddenError, UnauthorizedError
 from chatbot.services import services
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def bearer_claims() -> tuple[str, str]:
@@ -36,7 +39,8 @@ def bearer_claims() -> tuple[str, str]:
                 g.bearer_claims = exc
     if isinstance(g.bearer_claims, UnauthorizedError):
         raise g.bearer_claims
-    return g.bearer_claims
+    claims: tuple[str, str] = g.bearer_claims
+    return claims
 
 
 def client_key() -> str:
@@ -52,12 +56,12 @@ def client_key() -> str:
     return "u:" + user_id
 
 
-def auth_required(*roles: str) -> Callable:
+def auth_required(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Require a valid bearer token (and one of `roles`, if given); sets g.user."""
 
-    def decorator(view: Callable) -> Callable:
+    def decorator(view: Callable[P, R]) -> Callable[P, R]:
         @wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             user_id, version = bearer_claims()
             settings = current_app.config["SETTINGS"]
             responses = current_app.extensions["chatbot.responses"]
