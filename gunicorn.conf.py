@@ -215,8 +215,8 @@ def when_ready(server):
 
     Through chatbot.db.indexes, like `init-db` and the sweeper: a client of its own with
     the app's MongoDB settings and timeouts, closed before any worker forks. If the
-    database is down the service still starts (degraded, after
-    MONGO_SERVER_SELECTION_TIMEOUT_MS); the sweeper creates the indexes later.
+    database does not answer within HEALTH_TIMEOUT_S the service still starts (degraded);
+    the sweeper creates the indexes later.
     """
     from pymongo.errors import PyMongoError
 

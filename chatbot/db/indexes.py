@@ -133,12 +133,15 @@ def ensure_indexes_with(settings: Settings) -> dict[str, list[str]]:
     """Create every index through a `Mongo` of its own, closed on return.
 
     For a process without the app's client: gunicorn's master, before it forks its
-    workers (a PyMongo client must not cross a fork). The settings' timeouts apply, so
-    an unreachable database fails after MONGO_SERVER_SELECTION_TIMEOUT_MS.
+    workers (a PyMongo client must not cross a fork). The database first gets the budget
+    /health gives it (HEALTH_TIMEOUT_S) to answer a ping, so a stopped or frozen one delays
+    the start by that at most (a refused connection by 0.5 s); then the MONGO_* timeouts
+    apply. Raises PyMongoError when the database is not there.
     """
     mongo = Mongo()
     mongo.init_app(settings)
     try:
+        mongo.ping(settings.health_timeout_s)
         return ensure_indexes(mongo.db)
     finally:
         mongo.close()
