@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Any
-
-from flask import Flask
-from flask.json.provider import DefaultJSONProvider
+from typing import TYPE_CHECKING
 
 from chatbot.clock import Clock
-from chatbot.proxy import trust_proxy
 from chatbot.settings import Settings
 from chatbot.version import __version__
 
+if TYPE_CHECKING:
+    from flask import Flask
+
 __all__ = ["__version__", "create_app"]
-
-
-class JSONProvider(DefaultJSONProvider):
-    """ISO 8601 dates in JSON (Flask's default is the HTTP date format)."""
-
-    sort_keys = False
-
-    @staticmethod
-    def default(o: Any) -> Any:
-        if isinstance(o, (datetime, date)):
-            return o.isoformat()
-        return DefaultJSONProvider.default(o)
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> Flask:
@@ -35,6 +21,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     """
     # Imported here, not at the top: `import chatbot.<anything>` runs this package's
     # __init__ first, and the domain modules must not pull in the web stack with it.
+    from flask import Flask
+
     import chatbot.metrics
     from chatbot import (
         api,
@@ -54,6 +42,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     from chatbot.cli import cli
     from chatbot.extensions import cache, compress, mongo, redis_store
     from chatbot.http_cache import ResponseCache
+    from chatbot.json_provider import JSONProvider
+    from chatbot.proxy import trust_proxy
     from chatbot.web import dashboard
 
     settings = settings or Settings.from_env()
