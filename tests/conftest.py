@@ -9,6 +9,7 @@ instead of the ones the harness starts.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,12 +18,24 @@ from pathlib import Path
 import pymongo
 import pytest
 import redis
+import time_machine
 
 from chatbot import create_app
 from chatbot.db.indexes import ensure_indexes
 from chatbot.extensions import mongo
 from chatbot.settings import Settings
 from tests.harness import FerretDB, Postgres, Redis
+from tests.support import FROZEN_AT
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Hypothesis (tests/integration/test_fuzz.py) keeps caches in .hypothesis/ of the working
+    # directory unless told otherwise: keep them out of the tree, in the temporary directory
+    # (kept between runs: they are caches). Read once, at hypothesis's first use, which is
+    # while test modules are collected, after this hook.
+    os.environ.setdefault(
+        "HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "chatbot-hypothesis")
+    )
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +84,22 @@ def mongo_uri(ferretdb: FerretDB | None) -> str:
 @pytest.fixture(scope="session")
 def redis_url(redis_server: Redis | None) -> str:
     return redis_server.url if redis_server else os.environ["REDIS_URL"]
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(request: pytest.FixtureRequest) -> Iterator[time_machine.Traveller | None]:
+    """Integration tests run at FROZEN_AT (tests/support.py), the clock ticking on from it.
+
+    Their app runs in this process, so time-machine moves its clock too: children's ages,
+    screening forms, next screening dates, expiry and archive cutoffs do not depend on
+    the day the suite runs. Durations stay real (the clock ticks; monotonic clocks are
+    untouched). The end-to-end tests' app runs in gunicorn, out of reach: not frozen.
+    """
+    if request.node.get_closest_marker("integration") is None:
+        yield None
+        return
+    with time_machine.travel(FROZEN_AT, tick=True) as traveller:
+        yield traveller
 
 
 @pytest.fixture

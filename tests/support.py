@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from chatbot.screening.age import add_months
 
+# The instant integration tests run at: tests/conftest.py moves the clock of this process
+# (where their app runs) there, ticking on from it, so a child's age, its screening form
+# and its next screening date are the same on every run. 10:00 in Jakarta, far from a day
+# or month boundary. In the future, so a real MongoDB's TTL monitor, which runs on the
+# real clock, never deletes what the app writes while the test runs.
+FROZEN_AT = datetime(2031, 3, 10, 3, 0, tzinfo=UTC)
+
 
 def born_ago(months: int) -> str:
-    """A birth date (DD-MM-YYYY) making a child `months` old today in Jakarta, so the
-    bracket a test expects does not drift as the calendar moves on."""
+    """A birth date (DD-MM-YYYY) making a child `months` old today in Jakarta, by this
+    process's clock (FROZEN_AT in integration tests, the real date elsewhere)."""
     today = datetime.now(ZoneInfo("Asia/Jakarta")).date()
     return add_months(today, -months).strftime("%d-%m-%Y")
 
 
-# A term child of 22 months: the 21-month form, 10 items.
-TODDLER = born_ago(22)
+# A term child of 22 months at FROZEN_AT: the 21-month form, 10 items (integration tests).
+TODDLER = "10-05-2029"
+# The same child for the end-to-end tests. Their app runs in gunicorn processes, on the
+# real clock that time-machine cannot reach, so the birth date follows the real date: 22
+# months before today (22 months and a day should the run cross midnight in Jakarta,
+# still the 21-month form), and the form a test expects does not drift with the calendar.
+TODDLER_TODAY = born_ago(22)
 
 
 class CapturingSender:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.support import TODDLER
+from tests.support import TODDLER_TODAY
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +41,7 @@ def test_parent_screens_a_child_in_the_browser(stack, browser, tmp_path):
     tap("Ya")
     tap("1")
     type_("Dewi")
-    type_(TODDLER)
+    type_(TODDLER_TODAY)
     tap("2")
     type_("38")
     tap("Ya")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import TODDLER, HttpChat
+from tests.support import TODDLER_TODAY, HttpChat
 
 pytestmark = pytest.mark.e2e
 
@@ -12,13 +12,13 @@ pytestmark = pytest.mark.e2e
 def test_writes_through_one_instance_invalidate_the_others_caches(stack):
     one = HttpChat(f"http://127.0.0.1:{stack.apps[0].port}", "081300000801")
     two = HttpChat(f"http://127.0.0.1:{stack.apps[1].port}", one.phone, one.token)
-    for text in ("halo", "ya", "1", "Budi", TODDLER, "1", "38"):
+    for text in ("halo", "ya", "1", "Budi", TODDLER_TODAY, "1", "38"):
         one.say(text)
     for _ in range(2):  # the second read is a hit in instance two's memory tier
         listed = two.get("/api/v1/children").json()["children"]
         assert [c["name"] for c in listed] == ["Budi"]
     assert two.get("/api/v1/children").headers.get("X-Instance-Id") == "app2"
-    for text in ("tidak", "2", "Sari", TODDLER, "2", "38"):
+    for text in ("tidak", "2", "Sari", TODDLER_TODAY, "2", "38"):
         one.say(text)
     listed = two.get("/api/v1/children").json()["children"]
     assert [c["name"] for c in listed] == ["Budi", "Sari"]

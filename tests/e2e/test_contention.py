@@ -9,7 +9,7 @@ import pymongo
 import pytest
 
 from tests.harness import Gunicorn, free_port
-from tests.support import TODDLER, HttpChat
+from tests.support import TODDLER_TODAY, HttpChat
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,7 @@ def blind_instance(stack, tmp_path):
 
 def test_only_the_instance_holding_the_lock_processes_a_users_turns(stack, blind_instance):
     seeing = HttpChat(f"http://127.0.0.1:{stack.apps[0].port}", "081300000301")
-    for text in ("halo", "ya", "1", "Budi", TODDLER, "1", "38", "ya"):
+    for text in ("halo", "ya", "1", "Budi", TODDLER_TODAY, "1", "38", "ya"):
         seeing.say(text)
     blind = HttpChat(f"http://127.0.0.1:{blind_instance.port}", seeing.phone, seeing.token)
     statuses: dict[str, list[int]] = {"seeing": [], "blind": []}

@@ -8,7 +8,7 @@ import pytest
 
 from chatbot.phone import mask_phone
 from tests.harness import http
-from tests.support import TODDLER, HttpChat
+from tests.support import TODDLER_TODAY, HttpChat
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,7 @@ def test_two_users_at_once_get_their_own_results(stack):
     def run(phone, name, answers):
         try:
             chat = HttpChat(stack.url, phone)
-            results[phone] = (screen(chat, name, TODDLER, answers), chat)
+            results[phone] = (screen(chat, name, TODDLER_TODAY, answers), chat)
         except AssertionError as exc:  # reported below: a thread's failure must fail the test
             errors.append(exc)
 
@@ -80,7 +80,7 @@ def test_duplicate_submission_through_nginx(stack):
 
 def test_typing_someone_elses_number_reveals_nothing_without_the_code(stack):
     owner = HttpChat(stack.url, "081500000004")
-    screen(owner, "Rahasia", TODDLER, ["ya"] * 10)
+    screen(owner, "Rahasia", TODDLER_TODAY, ["ya"] * 10)
     start = http("POST", stack.url + "/api/v1/chat/start", {"phoneNumber": "6281500000004"})
     assert start.status == 202
     assert "Rahasia" not in start.body.decode()

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.harness import http
-from tests.support import TODDLER, HttpChat
+from tests.support import TODDLER_TODAY, HttpChat
 
 pytestmark = pytest.mark.e2e
 
@@ -18,7 +18,7 @@ def test_frozen_database_costs_about_a_second_then_everything_resumes(stack):
     if stack.ferretdb is None or stack.ferretdb.proc is None:
         pytest.skip("MONGO_URI points at an outside server the harness cannot freeze")
     chat = HttpChat(stack.url, "081300000501")
-    for text in ("halo", "ya", "1", "Budi", TODDLER, "1", "38", "ya"):
+    for text in ("halo", "ya", "1", "Budi", TODDLER_TODAY, "1", "38", "ya"):
         chat.say(text)
     child_id = http("GET", stack.url + "/api/v1/children", headers=chat.headers).json()["children"][
         0

@@ -1,7 +1,7 @@
 """Archiving old messages against the real FerretDB: batches, cutoff, interruptions, counts."""
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from bson import ObjectId
@@ -9,11 +9,14 @@ from bson import ObjectId
 from chatbot.cli import run_sweep
 from chatbot.db.archive import MessageArchive
 from chatbot.extensions import mongo
+from tests.support import FROZEN_AT
 
 pytestmark = pytest.mark.integration
 
-# Milliseconds only: what BSON stores, so documents compare equal after a round trip.
-NOW = datetime.now(UTC).replace(microsecond=0)
+# The clock's instant in integration tests (tests/conftest.py), where the commands and the
+# sweep take their cutoff from; whole seconds: what BSON stores (milliseconds), so
+# documents compare equal after a round trip.
+NOW = FROZEN_AT
 CUTOFF = NOW - timedelta(days=90)
 
 

@@ -128,7 +128,11 @@ def test_whole_conversation_child_summary_and_result(client):
     assert full["yesCount"] == 8
     assert full["bankVersion"] == "chatbot-kpsp-2026.1"
     assert len(full["answers"]) == full["itemCount"]
-    assert full["age"]["chronological"]["months"] >= 3
+    # The clock is at FROZEN_AT (tests/conftest.py): the same age and dates on every run.
+    assert full["age"]["chronological"] == {"months": 22, "days": 0}
+    assert full["bracket"] == 21
+    assert full["screeningDate"] == "2031-03-10"
+    assert full["nextDueAt"] == "2031-03-24T00:00:00+00:00"  # re-screen in 2 weeks
     assert full["noByDomain"]
 
 
