@@ -16,7 +16,7 @@ DatabaseError = PyMongoError
 __all__ = ["Database", "DatabaseError", "Mongo", "deadline", "storage_unavailable"]
 
 
-def deadline(seconds: float) -> contextlib.AbstractContextManager:
+def deadline(seconds: float) -> contextlib.AbstractContextManager[None]:
     """Every database call inside must finish within `seconds` in all (PyMongo's timeout).
 
     Nested deadlines never extend an outer one.

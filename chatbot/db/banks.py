@@ -10,7 +10,7 @@ from pymongo.database import Database
 
 
 class BankRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database[dict[str, Any]]) -> None:
         self.col = db["question_banks"]
 
     def save(self, version: str, data: dict[str, Any], now: datetime, activate: bool) -> None:

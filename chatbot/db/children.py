@@ -14,7 +14,7 @@ DATES = ("birthDate",)
 
 
 class ChildRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database[dict[str, Any]]) -> None:
         self.col = db["children"]
 
     def add(
@@ -38,13 +38,13 @@ class ChildRepository:
             "createdAt": now,
         }
         self.col.insert_one(doc)
-        return out(doc, DATES)  # type: ignore[return-value]
+        return out(doc, DATES)
 
     def list_for_user(self, user_id: str) -> list[dict[str, Any]]:
         cursor = self.col.find({"userId": oid(user_id, "user"), "status": "active"}).sort(
             [("createdAt", ASCENDING), ("_id", ASCENDING)]
         )
-        return [out(d, DATES) for d in cursor]  # type: ignore[misc]
+        return [out(d, DATES) for d in cursor]
 
     def get(self, child_id: str) -> dict[str, Any] | None:
         return out(self.col.find_one({"_id": oid(child_id, "child")}), DATES)
@@ -72,7 +72,7 @@ class ChildRepository:
         if after:
             query["_id"] = {"$gt": oid(after, "cursor")}
         cursor = self.col.find(query).sort("_id", ASCENDING).limit(limit)
-        return [out(d, DATES) for d in cursor]  # type: ignore[misc]
+        return [out(d, DATES) for d in cursor]
 
     def rescreens_due_before(
         self, when: datetime, limit: int, actions: list[str]
@@ -89,7 +89,7 @@ class ChildRepository:
             .sort([("lastScreening.nextDueAt", ASCENDING), ("_id", ASCENDING)])
             .limit(limit)
         )
-        return [out(d, DATES) for d in cursor]  # type: ignore[misc]
+        return [out(d, DATES) for d in cursor]
 
     def count_due_before(self, when: datetime, actions: list[str]) -> int:
         return self.col.count_documents(
@@ -102,7 +102,7 @@ class ChildRepository:
 
     def count_by_risk(self) -> dict[str, int]:
         """Active children per latest risk level (`none` for never screened)."""
-        pipeline = [
+        pipeline: list[dict[str, Any]] = [
             {"$match": {"status": "active"}},
             {"$group": {"_id": "$lastScreening.riskLevel", "n": {"$sum": 1}}},
         ]
@@ -113,4 +113,4 @@ class ChildRepository:
 
     def newest_first(self, user_id: str) -> list[dict[str, Any]]:
         cursor = self.col.find({"userId": oid(user_id, "user")}).sort("createdAt", DESCENDING)
-        return [out(d, DATES) for d in cursor]  # type: ignore[misc]
+        return [out(d, DATES) for d in cursor]

@@ -6,7 +6,7 @@ Outside chatbot/db ids are strings and dates are `date`/`datetime`; BSON types s
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Any, overload
 
 from bson import ObjectId
 from bson.errors import InvalidId
@@ -35,6 +35,13 @@ def to_date(d: datetime | date | None) -> date | None:
     return d
 
 
+# Overloaded so that a document stays a dict and a missing one stays None. No overload takes
+# `dict | None`: a document type holds Any, and an Any argument that two overloads match
+# would make the result Any; mypy splits the union over these two instead.
+@overload
+def out(doc: None, dates: tuple[str, ...] = ()) -> None: ...
+@overload
+def out(doc: dict[str, Any], dates: tuple[str, ...] = ()) -> dict[str, Any]: ...
 def out(doc: dict[str, Any] | None, dates: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """Document -> plain dict: `_id` becomes `id`, ObjectIds become strings,
     and the named fields become calendar dates."""

@@ -59,7 +59,7 @@ def next_cursor(found: list[dict[str, Any]], limit: int) -> str | None:
 
 
 class MessageRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database[dict[str, Any]]) -> None:
         self.col = db["messages"]
 
     def insert_inbound(
@@ -78,7 +78,7 @@ class MessageRepository:
             self.col.insert_one(doc)
         except DuplicateKeyError:
             raise DuplicateMessageError(client_message_id) from None
-        return out(doc)  # type: ignore[return-value]
+        return out(doc)
 
     def turn(
         self, user_id: str, client_message_id: str
@@ -90,9 +90,9 @@ class MessageRepository:
                 {"userId": oid(user_id, "user"), "turn": client_message_id}
             ).sort("createdAt", 1)
         ]
-        inbound = next((d for d in docs if d and d["direction"] == "inbound"), None)
-        replies = [d for d in docs if d and d["direction"] == "outbound"]
-        return inbound, replies  # type: ignore[return-value]
+        inbound = next((d for d in docs if d["direction"] == "inbound"), None)
+        replies = [d for d in docs if d["direction"] == "outbound"]
+        return inbound, replies
 
     def insert_outbound(
         self,
@@ -120,7 +120,7 @@ class MessageRepository:
         ]
         if docs:
             self.col.insert_many(docs)
-        return [out(d) for d in docs]  # type: ignore[misc]
+        return [out(d) for d in docs]
 
     def insert_failed(
         self, user_id: str, inbound_id: str, client_message_id: str, reason: str, now: datetime
@@ -174,8 +174,8 @@ class MessageRepository:
             .limit(limit + 1)
         )
         found = [out(d) for d in docs]
-        self._settle_in_page(found)  # type: ignore[arg-type]
-        return found[:limit], next_cursor(found, limit)  # type: ignore[arg-type]
+        self._settle_in_page(found)
+        return found[:limit], next_cursor(found, limit)
 
     def _settle_in_page(self, page: list[dict[str, Any]]) -> None:
         """Report inbound messages whose replies exist as handled (the sweeper stores it)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, overload
+from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, monitoring
@@ -63,15 +63,6 @@ def _name(command: str) -> str:
     return command if command in KNOWN_COMMANDS else "other"
 
 
-@overload
-def _plain(doc: dict[str, Any]) -> dict[str, Any]: ...
-@overload
-def _plain(doc: dict[str, Any] | None) -> dict[str, Any] | None: ...
-def _plain(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-    # Overloaded so that a document read from a cursor is known to stay a dict.
-    return out(doc)
-
-
 class MetricsRepository:
     """The instances' snapshots, one document per instance per interval."""
 
@@ -97,7 +88,7 @@ class MetricsRepository:
         latest: dict[str, dict[str, Any]] = {}
         for doc in self.col.find({"timestamp": {"$gte": since}}).sort("timestamp", DESCENDING):
             latest.setdefault(doc["instance"], doc)
-        return [_plain(doc) for _, doc in sorted(latest.items())]
+        return [out(doc) for _, doc in sorted(latest.items())]
 
     def history(
         self, start: datetime, end: datetime, instance: str | None = None, limit: int = 5000
@@ -109,7 +100,7 @@ class MetricsRepository:
         # Newest `limit` first, then put back in time order.
         docs = list(self.col.find(query).sort("timestamp", DESCENDING).limit(limit))
         docs.reverse()
-        return [_plain(doc) for doc in docs]
+        return [out(doc) for doc in docs]
 
     def delete_before(self, cutoff: datetime) -> int:
         return self.col.delete_many({"timestamp": {"$lt": cutoff}}).deleted_count
@@ -156,7 +147,7 @@ class AlertRepository:
         return f"{kind}/{instance}"
 
     def find_open(self, kind: str, instance: str) -> dict[str, Any] | None:
-        return _plain(self.col.find_one({"openKey": self.open_key(kind, instance)}))
+        return out(self.col.find_one({"openKey": self.open_key(kind, instance)}))
 
     def open(self, alert: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Store `alert` (kind, instance, openedAt, ...) as open; (alert, True) if new.
@@ -176,7 +167,7 @@ class AlertRepository:
             if existing is not None:
                 return existing, False
             raise
-        return _plain(doc), True
+        return out(doc), True
 
     def still_open(self, alert_id: str, now: datetime, value: float, details: Any) -> None:
         """The condition holds again: note when, the latest value and the peak."""
@@ -198,7 +189,7 @@ class AlertRepository:
             },
             return_document=True,
         )
-        return _plain(found)
+        return out(found)
 
     def list(
         self,
@@ -222,7 +213,7 @@ class AlertRepository:
         if opened:
             query["openedAt"] = opened
         docs = self.col.find(query, {"openKey": 0}).sort("openedAt", DESCENDING).limit(limit)
-        return [_plain(doc) for doc in docs]
+        return [out(doc) for doc in docs]
 
     def delete_resolved_before(self, cutoff: datetime) -> int:
         return self.col.delete_many(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import Any
 
 import pymongo
 from pymongo import monitoring
@@ -27,7 +28,7 @@ class Mongo:
 
     def __init__(self) -> None:
         self._settings: Settings | None = None
-        self._client: pymongo.MongoClient | None = None
+        self._client: pymongo.MongoClient[dict[str, Any]] | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
         self._listeners: list[monitoring._EventListener] = []
@@ -45,7 +46,7 @@ class Mongo:
         self.close()
 
     @property
-    def client(self) -> pymongo.MongoClient:
+    def client(self) -> pymongo.MongoClient[dict[str, Any]]:
         if self._client is None or self._pid != os.getpid():
             with self._lock:
                 if self._client is None or self._pid != os.getpid():
@@ -54,11 +55,11 @@ class Mongo:
         return self._client
 
     @property
-    def db(self) -> Database:
+    def db(self) -> Database[dict[str, Any]]:
         assert self._settings is not None, "Mongo.init_app was not called"
         return self.client[self._settings.mongo_db]
 
-    def _new_client(self) -> pymongo.MongoClient:
+    def _new_client(self) -> pymongo.MongoClient[dict[str, Any]]:
         s = self._settings
         assert s is not None, "Mongo.init_app was not called"
         # Short timeouts: the default 30 s server selection equals gunicorn's worker

@@ -15,11 +15,11 @@ SUMMARY = {"riskLevel": 1, "completedAt": 1}
 
 
 class QuestionnaireRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database[dict[str, Any]]) -> None:
         self.col = db["questionnaires"]
 
     def start(self, doc: dict[str, Any]) -> dict[str, Any]:
-        stored = {
+        stored: dict[str, Any] = {
             **doc,
             "childId": oid(doc["childId"], "child"),
             "userId": oid(doc["userId"], "user"),
@@ -35,7 +35,7 @@ class QuestionnaireRepository:
             "completedAt": None,
         }
         self.col.insert_one(stored)
-        return out(stored, DATES)  # type: ignore[return-value]
+        return out(stored, DATES)
 
     def get(self, questionnaire_id: str) -> dict[str, Any] | None:
         return out(self.col.find_one({"_id": oid(questionnaire_id, "questionnaire")}), DATES)
@@ -98,4 +98,4 @@ class QuestionnaireRepository:
             .sort("completedAt", DESCENDING)
             .limit(limit)
         )
-        return [out(d) for d in cursor]  # type: ignore[misc]
+        return [out(d) for d in cursor]

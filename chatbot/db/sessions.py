@@ -11,7 +11,7 @@ from chatbot.db.documents import oid
 
 
 class SessionRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database[dict[str, Any]]) -> None:
         self.col = db["sessions"]
 
     def active(self, user_id: str, now: datetime) -> dict[str, Any] | None:

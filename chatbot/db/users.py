@@ -15,7 +15,7 @@ ROLES = ("parent", "health_worker", "admin")
 
 
 class UserRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database[dict[str, Any]]) -> None:
         self.col = db["users"]
 
     def get(self, user_id: str) -> dict[str, Any] | None:
@@ -43,8 +43,11 @@ class UserRepository:
         try:
             self.col.insert_one(doc)
         except DuplicateKeyError:
-            return self.by_phone(phone), False  # type: ignore[return-value]
-        return out(doc), True  # type: ignore[return-value]
+            existing = self.by_phone(phone)
+            if existing is not None:
+                return existing, False
+            raise
+        return out(doc), True
 
     def set_fields(self, user_id: str, **fields: Any) -> None:
         self.col.update_one({"_id": oid(user_id, "user")}, {"$set": fields})

@@ -12,7 +12,7 @@ from chatbot.db.documents import oid, out
 
 
 class VerificationRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database[dict[str, Any]]) -> None:
         self.col = db["verifications"]
 
     def create(
