@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import cachetools
 import redis
@@ -35,6 +35,8 @@ import redis
 from chatbot.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 LOG_EVERY_S = 30.0
 # Written over a key by `invalidate`: read as a miss, and it keeps a reader that loaded
@@ -180,12 +182,12 @@ class RedisCache:
             values.append(None if raw is None else loads(raw))
         return values
 
-    def get_or_load(self, key: str, load: Callable[[], Any], ttl_s: int | None = None) -> Any:
+    def get_or_load(self, key: str, load: Callable[[], T], ttl_s: int | None = None) -> T:
         """Read-through: the cached value, else `load()` (cached unless None).
 
         Cached with only_if_absent, so a load that raced a write's tombstone is not kept.
         """
-        value = self.get(key)
+        value: T | None = self.get(key)  # what an earlier load() gave, back from JSON
         if value is None:
             value = load()
             if value is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from chatbot.db import Database
 from chatbot.db.banks import BankRepository
@@ -16,7 +17,7 @@ ACTIVE_TTL_S = 30.0  # how long a worker trusts its idea of the active bank
 class BankRegistry:
     """Banks are immutable per version, so each is parsed once per process."""
 
-    def __init__(self, db: Callable[[], Database]) -> None:
+    def __init__(self, db: Callable[[], Database[dict[str, Any]]]) -> None:
         self._db = db
         self._banks: dict[str, Bank] = {}
         self._active: tuple[float, str | None] = (0.0, None)

@@ -23,7 +23,7 @@ RECENT = 5
 class ChildDirectory:
     def __init__(
         self,
-        db: Database,
+        db: Database[dict[str, Any]],
         cache: RedisCache,
         ttl_s: int,
         on_change: Callable[[str], None] | None = None,

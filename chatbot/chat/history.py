@@ -31,6 +31,11 @@ class HistoryCache:
         self.ttl_s = ttl_s
         self.enabled = enabled  # False (CACHE_ENABLED=0): always MongoDB
 
+    @property
+    def client(self) -> redis.Redis:
+        assert self.store.client is not None, "RedisStore.init_app was not called"
+        return self.store.client
+
     def _keys(self, user_id: str) -> tuple[str, str]:
         return self.store.key("history", user_id), self.store.key("history", "v", user_id)
 
@@ -41,7 +46,7 @@ class HistoryCache:
             return
         items, version = self._keys(user_id)
         try:
-            pipe = self.store.client.pipeline(transaction=True)  # type: ignore[union-attr]
+            pipe = self.client.pipeline(transaction=True)
             if messages:
                 pipe.lpushx(items, *(dumps(m) for m in messages))
                 pipe.ltrim(items, 0, KEEP - 1)
@@ -61,17 +66,17 @@ class HistoryCache:
         if not self.enabled:
             return load(limit + 1)
         items, version = self._keys(user_id)
-        client = self.store.client
+        client = self.client
         try:
-            cached = client.lrange(items, 0, limit)  # type: ignore[union-attr]
+            cached = client.lrange(items, 0, limit)
             if cached:
                 return [loads(m) for m in cached]
-            before = client.get(version)  # type: ignore[union-attr]
+            before = client.get(version)
         except redis.RedisError:
             return load(limit + 1)
         messages = load(KEEP)
         try:
-            with client.pipeline(transaction=True) as pipe:  # type: ignore[union-attr]
+            with client.pipeline(transaction=True) as pipe:
                 pipe.watch(version)
                 if pipe.get(version) != before:
                     return messages[: limit + 1]  # a turn landed meanwhile: do not cache
@@ -89,7 +94,7 @@ class HistoryCache:
         """Set `status` on cached messages in `ids` (delivery receipts); drop the list on a race."""
         items, _ = self._keys(user_id)
         try:
-            with self.store.client.pipeline(transaction=True) as pipe:  # type: ignore[union-attr]
+            with self.client.pipeline(transaction=True) as pipe:
                 pipe.watch(items)
                 cached = [loads(m) for m in pipe.lrange(items, 0, -1)]
                 if not cached:
@@ -109,4 +114,4 @@ class HistoryCache:
     def drop(self, user_id: str) -> None:
         items, _ = self._keys(user_id)
         with contextlib.suppress(redis.RedisError):
-            self.store.client.delete(items)  # type: ignore[union-attr]
+            self.client.delete(items)

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 class ChatService:
     def __init__(
         self,
-        db: Database,
+        db: Database[dict[str, Any]],
         redis_store: RedisStore,
         settings: Settings,
         banks: BankRegistry,
@@ -197,7 +197,9 @@ class ChatService:
             self.on_change(user_id, False)
             return turn_body(inbound, replies, duplicate=False, step=turn.state.get("step"))
 
-    def history(self, user_id: str, limit: int, cursor: str | None):
+    def history(
+        self, user_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
         """A page of the user's messages, newest first, and the next page's cursor.
 
         The first page comes from Redis (chat/history.py), so its cost does not grow
@@ -228,8 +230,10 @@ class ChatService:
         outlasts a turn: every database call of a turn runs under a shorter deadline.
         """
         timeout, wait = self.settings.lock_timeout_s, self.settings.lock_wait_s
+        client = self.redis.client
+        assert client is not None, "RedisStore.init_app was not called"
         try:
-            lock = self.redis.client.lock(
+            lock = client.lock(
                 self.redis.key("lock", "user", user_id), timeout=timeout, blocking_timeout=wait
             )
             acquired = lock.acquire()

@@ -55,7 +55,9 @@ def digest(state: dict[str, Any] | None) -> str:
 
 
 class ConversationSessions:
-    def __init__(self, db: Database, cache: RedisCache, ttl_s: int, idle: timedelta) -> None:
+    def __init__(
+        self, db: Database[dict[str, Any]], cache: RedisCache, ttl_s: int, idle: timedelta
+    ) -> None:
         self.repo = SessionRepository(db)
         self.cache = cache
         self.ttl_s = ttl_s

@@ -33,7 +33,7 @@ LAST_SCREENING_FIELDS = (
 class RepositoryStore:
     def __init__(
         self,
-        db: Database,
+        db: Database[dict[str, Any]],
         users: UserDirectory,
         children: ChildDirectory,
         pending: Pending,
@@ -91,6 +91,7 @@ class RepositoryStore:
             snapshot["answers"] = copy.deepcopy(answers)
 
     def complete_questionnaire(self, questionnaire_id: str, **fields: Any) -> None:
+        completed: dict[str, Any] | None
         if self.questionnaires.complete(questionnaire_id, **fields):
             questionnaire = self._snapshot(questionnaire_id) or self.questionnaires.get(
                 questionnaire_id
@@ -101,7 +102,7 @@ class RepositoryStore:
             # Not in progress any more. Completed by an earlier attempt of this turn (a
             # retry): write its summary again, it may be missing. Abandoned meanwhile
             # (the sweep): its result must not become the child's latest.
-            completed = self.questionnaires.get(questionnaire_id)  # type: ignore[assignment]
+            completed = self.questionnaires.get(questionnaire_id)
             if self._snapshot(questionnaire_id) is not None:
                 self.pending.set(None)
             if completed is None or completed["status"] != "completed":

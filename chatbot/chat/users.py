@@ -21,7 +21,7 @@ class UserDirectory:
 
     def __init__(
         self,
-        db: Database,
+        db: Database[dict[str, Any]],
         cache: RedisCache,
         ttl_s: int,
         on_change: Callable[[str], None] | None = None,
