@@ -67,6 +67,13 @@ EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
     s.Receipts: {"messageIds": ["66a1f0c2e4b0a1b2c3d4e5f6"]},
 }
 
+# GETs whose 200 carries an ETag, answered with 304 when If-None-Match names it: the
+# response cache's views (chatbot/http_cache.py, @cached) and this document.
+CONDITIONAL = {
+    "/chat/messages", "/children", "/children/{child_id}", "/questionnaires/{questionnaire_id}",
+    "/worker/children", "/worker/rescreens/overdue", "/worker/stats", "/openapi.json",
+}  # fmt: skip
+
 ERRORS = {
     400: "Invalid input", 401: "Missing or invalid token", 403: "Role not allowed",
     404: "Not found", 409: "Busy or conflicting", 413: "Body too large",
@@ -109,6 +116,8 @@ def openapi() -> dict[str, Any]:
             }
             for code, model in responses.items()
         } or {"200": {"description": "OK"}}
+        if method == "get" and path in CONDITIONAL:
+            op["responses"]["304"] = {"description": "Not modified: If-None-Match named the ETag"}
         for code, text in ERRORS.items():
             op["responses"].setdefault(
                 str(code),

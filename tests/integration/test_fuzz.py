@@ -98,3 +98,29 @@ def test_without_a_token(case, app):
 def test_with_an_admin_token(case, app, admin_token):
     headers = PLAIN | {"Authorization": f"Bearer {admin_token}"}
     case.call_and_validate(app=app, headers=headers, checks=CHECKS)
+
+
+def test_exactly_the_documented_gets_answer_304_to_their_etag(client, admin_token):
+    """Conditional requests, which the fuzzer does not send: a GET documented with 304
+    gives an ETag and answers If-None-Match with 304; the other GETs give no ETag."""
+    child = client.get("/api/v1/children", headers=auth(admin_token)).get_json()["children"][0]
+    ids = {"child_id": child["id"], "questionnaire_id": child["lastScreening"]["questionnaireId"]}
+    for path, operations in openapi()["paths"].items():
+        if "get" not in operations:
+            continue
+        url = path.format(**ids)
+        first = client.get(url, headers=auth(admin_token))
+        assert first.status_code == 200, (url, first.get_json())
+        if "304" in operations["get"]["responses"]:
+            assert first.headers.get("ETag"), url
+            again = client.get(
+                url, headers=auth(admin_token) | {"If-None-Match": first.headers["ETag"]}
+            )
+            assert again.status_code == 304, url
+            assert again.get_data() == b""
+        else:
+            assert "ETag" not in first.headers, url
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
