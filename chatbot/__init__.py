@@ -69,7 +69,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         RESPONSE_CACHE_ENABLED=settings.cache_enabled and settings.response_cache_s > 0,
     )
     # X-Forwarded-* (nginx's one hop) trusted only on requests carrying PROXY_SECRET.
-    app.wsgi_app = trust_proxy(app.wsgi_app, settings.proxy_secret, settings.is_production)  # type: ignore[method-assign]
+    # Wrapping wsgi_app is Flask's documented way to add WSGI middleware, but Flask declares
+    # it as a method, which mypy will not let an instance attribute replace.
+    app.wsgi_app = trust_proxy(app.wsgi_app, settings.proxy_secret, settings.is_production)  # type: ignore[assignment]
 
     # First, so every later hook (the limiter's too) logs with the request id.
     middleware.init_app(app)

@@ -88,16 +88,6 @@ def loads(raw: str | bytes) -> Any:
     return json.loads(raw, object_hook=_hook)
 
 
-class JsonRedisSerializer:
-    """flask-caching's Redis backend pickles by default; the app's values are JSON."""
-
-    def dumps(self, value: Any, protocol: int | None = None) -> bytes:
-        return dumps(value).encode()
-
-    def loads(self, value: bytes | None) -> Any:
-        return None if value is None else loads(value)
-
-
 class MemoryCache:
     """A bounded LRU with a TTL, one per worker process (cachetools.TTLCache + a lock)."""
 

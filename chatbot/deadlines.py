@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask, g, request
 
 from chatbot.db import deadline
 
+V = TypeVar("V", bound=Callable[..., Any])
+# The mark `own_deadline` sets on a view, read per request.
+_OWN_DEADLINE = "own_deadline"
 
-def own_deadline(view: Callable[..., Any]) -> Callable[..., Any]:
+
+def own_deadline(view: V) -> V:
     """Mark a view that sets its own database deadline (e.g. after waiting for a lock)."""
-    view.own_deadline = True  # type: ignore[attr-defined]
+    setattr(view, _OWN_DEADLINE, True)
     return view
 
 
@@ -28,7 +32,7 @@ def init_app(app: Flask, request_timeout_s: float) -> None:
     @app.before_request
     def _start_deadline() -> None:
         view = app.view_functions.get(request.endpoint or "")
-        if view is not None and getattr(view, "own_deadline", False):
+        if view is not None and getattr(view, _OWN_DEADLINE, False):
             return
         stack = contextlib.ExitStack()
         stack.enter_context(deadline(request_timeout_s))

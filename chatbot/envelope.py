@@ -42,7 +42,7 @@ def _pattern(english: str) -> re.Pattern[str]:
 
 
 @cache
-def _catalogue() -> tuple[list[tuple[re.Pattern[str], dict[str, str]]], dict[str, dict]]:
+def _catalogue() -> tuple[list[tuple[re.Pattern[str], dict[str, str]]], dict[str, dict[str, str]]]:
     data = json.loads(MESSAGES_FILE.read_text(encoding="utf-8"))
     patterns = [(_pattern(english), wordings) for english, wordings in data["messages"].items()]
     return patterns, data["codes"]
@@ -52,9 +52,10 @@ def message_language() -> str:
     """The signed-in user's language, else the best of the request's Accept-Language."""
     if not has_request_context():
         return RAISED_IN
-    user = g.get("user")
-    if user and user.get("language"):
-        return user["language"]
+    user: dict[str, Any] | None = g.get("user")
+    language: str | None = user.get("language") if user else None
+    if language:
+        return language
     offered = [RAISED_IN, *{lang for _, w in _catalogue()[0] for lang in w}]
     return request.accept_languages.best_match(offered) or RAISED_IN
 
@@ -77,7 +78,7 @@ def localise(message: str, code: str | None = None) -> tuple[str, str]:
 
 def error_response(
     status: int, code: str, message: str, details: Any = None, *, ours: bool = True
-) -> ResponseReturnValue:
+) -> tuple[Response, int]:
     """The envelope; the message in the user's language (Content-Language says which).
     `ours` False: a message we did not write, worded by its code when not known."""
     language, message = localise(message, None if ours else code)
@@ -112,7 +113,7 @@ def handle_http_exception(exc: HTTPException) -> ResponseReturnValue:
     if status >= 500:
         message = exc.name
     response = exc.get_response()
-    body, status = error_response(status, code, message, ours=False)  # type: ignore[misc]
+    body, status = error_response(status, code, message, ours=False)
     # Keep headers werkzeug and extensions set (Allow on 405; on 429 flask-limiter
     # sets Retry-After later, in its after_request hook).
     for name, value in response.headers.items():

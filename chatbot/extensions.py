@@ -9,11 +9,13 @@ import contextlib
 from typing import Any
 
 import redis
+from cachelib.serializers import RedisSerializer
+from flask import Flask
 from flask_caching import Cache
 from flask_caching.backends.rediscache import RedisCache as FlaskRedisCache
 from flask_compress import Compress
 
-from chatbot.cache import JsonRedisSerializer
+from chatbot.cache import dumps, loads
 from chatbot.db import Mongo
 from chatbot.redis_store import RedisStore
 
@@ -23,7 +25,19 @@ cache = Cache()
 compress = Compress()
 
 
-def redis_cache_factory(app, config, args, kwargs):
+class JsonRedisSerializer(RedisSerializer):
+    """flask-caching's Redis backend pickles by default; the app's values are JSON."""
+
+    def dumps(self, value: Any, protocol: int | None = None) -> bytes:
+        return dumps(value).encode()
+
+    def loads(self, value: bytes | None) -> Any:
+        return None if value is None else loads(value)
+
+
+def redis_cache_factory(
+    app: Flask, config: dict[str, Any], args: list[Any], kwargs: dict[str, Any]
+) -> FlaskRedisCache:
     """Build flask-caching's Redis backend on the shared, breaker-guarded pool."""
     kwargs.update(
         host=redis_store.client,

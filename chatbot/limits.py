@@ -59,7 +59,7 @@ def limit(setting: str) -> Callable[[V], V]:
 
         setattr(limited, _SETTING, setting)
         setattr(limited, _VIEW, view)
-        return limited  # type: ignore[return-value]
+        return cast(V, limited)  # functools.wraps keeps the view's signature
 
     return decorator
 

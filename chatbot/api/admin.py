@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
@@ -161,7 +161,7 @@ class Alert(BaseModel):
     clearedValue: float | None = None
     threshold: float
     message: str
-    details: dict
+    details: dict[str, Any]
 
 
 class Alerts(BaseModel):
@@ -188,7 +188,7 @@ def current_metrics() -> ResponseReturnValue:
     )
 
 
-def _total(instances: list[dict]) -> dict[str, float | int | None]:
+def _total(instances: list[dict[str, Any]]) -> dict[str, float | int | None]:
     """The instances added up (response times: the slowest instance's)."""
 
     def slowest(key: str) -> float | None:

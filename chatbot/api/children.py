@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, g, jsonify
 from flask.typing import ResponseReturnValue
 
@@ -16,7 +18,7 @@ from chatbot.services import services
 bp = Blueprint("children", __name__)
 
 
-def _summary_visible(child_id: str) -> dict:
+def _summary_visible(child_id: str) -> dict[str, Any]:
     """A parent sees only their own children; staff see every child."""
     found = services().children.summary(child_id)
     if found is None or (
@@ -26,7 +28,7 @@ def _summary_visible(child_id: str) -> dict:
     return found
 
 
-def public_child(child: dict) -> dict:
+def public_child(child: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in child.items() if k not in ("userId", "createdAt")}
 
 
@@ -55,7 +57,10 @@ def archive_child(child_id: str) -> ResponseReturnValue:
     repo = ChildRepository(services().db)
     repo.archive(child["id"], services().clock.now())
     services().children.changed(child["userId"], child["id"])
-    return jsonify(child=public_child(repo.get(child["id"])))
+    archived = repo.get(child["id"])
+    if archived is None:  # children are archived, never deleted
+        raise NotFoundError("No such child.")
+    return jsonify(child=public_child(archived))
 
 
 @bp.get("/questionnaires/<questionnaire_id>")

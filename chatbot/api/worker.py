@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
@@ -19,7 +21,7 @@ from chatbot.services import services
 bp = Blueprint("worker", __name__)
 
 
-def _with_parent_phone(children: list[dict]) -> list[dict]:
+def _with_parent_phone(children: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add each parent's phone number (one query for the whole page)."""
     phones = UserRepository(services().db).phones_for([c["userId"] for c in children])
     return [{**public_child(c), "parentPhone": phones.get(c["userId"])} for c in children]
@@ -59,9 +61,9 @@ def stats() -> ResponseReturnValue:
     return jsonify(_stats())
 
 
-def _stats() -> dict:
+def _stats() -> dict[str, Any]:
     ttl = current_app.config["SETTINGS"].stats_cache_s
-    cached = safe_cache_get("worker-stats") if ttl else None
+    cached: dict[str, Any] | None = safe_cache_get("worker-stats") if ttl else None
     if cached is not None:
         return cached
     repo = ChildRepository(services().db)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, send_from_directory
+from flask import Blueprint
 from flask.typing import ResponseReturnValue
 
 from chatbot import limits
@@ -15,7 +15,7 @@ STATIC_MAX_AGE_S = 300
 
 @bp.get("/")
 def index() -> ResponseReturnValue:
-    response = send_from_directory(bp.static_folder, "index.html")
+    response = bp.send_static_file("index.html")
     # The page is tiny and changes with releases: always revalidate.
     response.headers["Cache-Control"] = "no-cache"
     return response

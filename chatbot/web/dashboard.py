@@ -8,7 +8,7 @@ an admin token. The charting library (uPlot) is installed from npm at set-up
 
 from __future__ import annotations
 
-from flask import Blueprint, send_from_directory
+from flask import Blueprint
 from flask.typing import ResponseReturnValue
 
 from chatbot import limits
@@ -19,6 +19,6 @@ limits.exempt(bp)  # the page; the admin API it calls is limited
 
 @bp.get("/admin/")
 def page() -> ResponseReturnValue:
-    response = send_from_directory(bp.static_folder, "index.html")
+    response = bp.send_static_file("index.html")
     response.headers["Cache-Control"] = "no-cache"
     return response
