@@ -49,7 +49,8 @@ class Receiver(httpserver.ThreadingHTTPServer):
 class _Handler(httpserver.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        server: Receiver = self.server  # type: ignore[assignment]
+        server = self.server
+        assert isinstance(server, Receiver)
         server.attempts += 1
         if server.attempts == 1:
             self.send_response(500)

@@ -74,7 +74,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
                 NOW,
             )
 
-        yield Backend(PerCall(make), ids, one_user=request.param == "mongo-session")  # type: ignore[arg-type]
+        yield Backend(PerCall(make), ids, one_user=request.param == "mongo-session")
 
 
 def add_child(b: Backend, name: str = "Budi", user: str | None = None) -> dict[str, Any]:

@@ -162,7 +162,8 @@ class Receiver(httpserver.ThreadingHTTPServer):
 
 class Handler(httpserver.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
-        server: Receiver = self.server  # type: ignore[assignment]
+        server = self.server
+        assert isinstance(server, Receiver)
         server.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
         time.sleep(server.delay_s)
         status = server.answers.pop(0) if server.answers else 200
