@@ -168,6 +168,8 @@ def _source_model(cls: type) -> type[BaseSettings]:
     """The BaseSettings twin of a settings dataclass: the same fields, for the source."""
     if cls not in _SOURCES:
         fields = fields_of(cls)
+        # create_model's overloads type fields given as literal keywords; these are built
+        # from the dataclass's own fields, which mypy cannot match to an overload.
         _SOURCES[cls] = create_model(  # type: ignore[call-overload]
             f"{cls.__name__}Environment",
             __base__=BaseSettings,
@@ -178,6 +180,7 @@ def _source_model(cls: type) -> type[BaseSettings]:
 
 def fields_of(cls: type) -> dict[str, FieldInfo]:
     """A settings dataclass's fields (pydantic's FieldInfo, with the variable as alias)."""
+    # Set by @pydantic.dataclasses.dataclass at class creation; `type` does not declare it.
     fields: dict[str, FieldInfo] = cls.__pydantic_fields__  # type: ignore[attr-defined]
     return fields
 
@@ -197,7 +200,8 @@ def _describe(field: FieldInfo) -> str:
     annotation = field.annotation
     if get_origin(annotation) is Literal:
         return "one of " + ", ".join(str(choice) for choice in get_args(annotation))
-    kind = {int: "an integer", float: "a number"}.get(annotation, "a string")  # type: ignore[arg-type]
+    kinds: dict[object, str] = {int: "an integer", float: "a number"}
+    kind = kinds.get(annotation, "a string")
     bounds = [
         f"{symbol} {getattr(item, attr)}"
         for item in field.metadata
