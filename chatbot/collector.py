@@ -39,6 +39,7 @@ from typing import Any, Protocol
 import psutil
 
 from chatbot.db import DatabaseError, Mongo, deadline
+from chatbot.db.indexes import ensure_indexes
 from chatbot.db.metrics import AlertRepository, MetricsRepository
 from chatbot.logs import configure_logging
 from chatbot.metrics import CACHE_OUTCOMES, CACHE_TIERS, ENV_DIR, SHED_REASONS
@@ -542,6 +543,7 @@ class Collector:
         self.settings = settings
         self.path = path
         self.master_pid = master_pid
+        self.db = db
         self.snapshots = MetricsRepository(db)
         self.alerts = AlertRepository(db)
         self.alerter = Alerter(
@@ -576,8 +578,7 @@ class Collector:
         try:
             with deadline(RUN_DEADLINE_S):
                 if not self.indexed:
-                    self.snapshots.ensure_indexes()
-                    self.alerts.ensure_indexes()
+                    ensure_indexes(self.db)
                     self.indexed = True
                 self.snapshots.save(snapshot)
                 self.alerter.evaluate(snapshot, snapshot["timestamp"])

@@ -3,7 +3,8 @@
 `ensure_indexes()` is the only creator, always on a database of a `Mongo`
 (chatbot/db/mongo.py) built from the settings, so with their timeouts: gunicorn's master
 at start-up (`ensure_indexes_with()`, a client of its own closed before the workers
-fork), `flask chatbot init-db` and the sweeper (the app's client). Idempotent.
+fork), `flask chatbot init-db`, the sweeper (the app's client) and the metrics
+collector before its first save (it may start while the database is down). Idempotent.
 """
 
 from __future__ import annotations
@@ -90,6 +91,25 @@ INDEXES: dict[str, list[IndexModel]] = {
             [("active", ASCENDING), ("importedAt", DESCENDING)], name="active_1_importedAt_-1"
         ),
     ],
+    # The collector's snapshots (chatbot/db/metrics.py): an instance's latest, and the
+    # retention sweep by age.
+    "metrics": [
+        IndexModel(
+            [("instance", ASCENDING), ("timestamp", DESCENDING)], name="instance_1_timestamp_-1"
+        ),
+        IndexModel([("timestamp", ASCENDING)], name="timestamp_1"),
+    ],
+    "alerts": [
+        # At most one open alert per kind and instance: only open ones carry `openKey`.
+        IndexModel(
+            [("openKey", ASCENDING)],
+            unique=True,
+            name="openKey_1",
+            partialFilterExpression={"openKey": {"$type": "string"}},
+        ),
+        IndexModel([("state", ASCENDING), ("openedAt", DESCENDING)], name="state_1_openedAt_-1"),
+        IndexModel([("openedAt", DESCENDING)], name="openedAt_-1"),
+    ],
 }
 
 # Index name -> what to create instead where the server answers NotImplemented (FerretDB).
@@ -101,6 +121,8 @@ FALLBACKS: dict[str, IndexModel] = {
         unique=True,
         name="userId_1_clientMessageId_1",
     ),
+    # The same for the open alerts' key: resolved alerts have none.
+    "openKey_1": IndexModel([("openKey", ASCENDING)], unique=True, name="openKey_1"),
     # No TTL: sessions expire at query time and by the periodic sweep.
     "expiresAt_1": IndexModel([("expiresAt", ASCENDING)], name="expiresAt_1"),
 }

@@ -14,12 +14,11 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, IndexModel, monitoring
+from pymongo import DESCENDING, monitoring
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import DuplicateKeyError
 
 from chatbot.db.documents import out
-from chatbot.db.indexes import NOT_IMPLEMENTED
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +68,6 @@ class MetricsRepository:
     def __init__(self, db: Database[dict[str, Any]]) -> None:
         self.col = db["metrics"]
 
-    def ensure_indexes(self) -> None:
-        self.col.create_indexes(
-            [
-                IndexModel(
-                    [("instance", ASCENDING), ("timestamp", DESCENDING)],
-                    name="instance_1_timestamp_-1",
-                ),
-                IndexModel([("timestamp", ASCENDING)], name="timestamp_1"),
-            ]
-        )
-
     def save(self, snapshot: dict[str, Any]) -> str:
         return str(self.col.insert_one(dict(snapshot)).inserted_id)
 
@@ -115,32 +103,6 @@ class AlertRepository:
 
     def __init__(self, db: Database[dict[str, Any]]) -> None:
         self.col = db["alerts"]
-
-    def ensure_indexes(self) -> None:
-        unique = IndexModel(
-            [("openKey", ASCENDING)],
-            unique=True,
-            name="openKey_1",
-            partialFilterExpression={"openKey": {"$type": "string"}},
-        )
-        try:
-            self.col.create_indexes([unique])
-        except OperationFailure as exc:
-            if exc.code != NOT_IMPLEMENTED:
-                raise
-            # FerretDB has no partial indexes, and accepts many documents missing a
-            # uniquely-indexed field: a plain unique index behaves the same there.
-            self.col.create_indexes(
-                [IndexModel([("openKey", ASCENDING)], unique=True, name="openKey_1")]
-            )
-        self.col.create_indexes(
-            [
-                IndexModel(
-                    [("state", ASCENDING), ("openedAt", DESCENDING)], name="state_1_openedAt_-1"
-                ),
-                IndexModel([("openedAt", DESCENDING)], name="openedAt_-1"),
-            ]
-        )
 
     @staticmethod
     def open_key(kind: str, instance: str) -> str:

@@ -11,6 +11,7 @@ import pytest
 from chatbot import metrics
 from chatbot.api import admin
 from chatbot.collector import Reading, build_snapshot
+from chatbot.db.indexes import ensure_indexes
 from chatbot.db.metrics import AlertRepository, MetricsRepository
 from chatbot.extensions import mongo
 from tests.support import ApiChat
@@ -144,14 +145,13 @@ def test_admin_api_current_history_and_alerts(app, client):
     now = datetime.now(UTC).replace(microsecond=0)
     with app.app_context():
         snapshots = MetricsRepository(mongo.db)
-        snapshots.ensure_indexes()
+        ensure_indexes(mongo.db)
         snapshots.save(snapshot("app1", now - timedelta(hours=2)))
         snapshots.save(snapshot("app1", now - timedelta(seconds=40)))
         snapshots.save(snapshot("app1", now - timedelta(seconds=5)))
         snapshots.save(snapshot("app2", now - timedelta(seconds=3)))
         snapshots.save(snapshot("gone", now - timedelta(minutes=30)))
         alerts = AlertRepository(mongo.db)
-        alerts.ensure_indexes()
         opened, _ = alerts.open(
             {
                 "kind": "high_cpu_usage",
