@@ -11,9 +11,12 @@ import sys
 from pathlib import Path
 
 import psutil
+from pymongo.errors import PyMongoError
 
+from chatbot import metrics_dir
+from chatbot.db.indexes import ensure_indexes_with
 from chatbot.logs import LOG_FORMAT, RENAME_FIELDS
-from chatbot.settings import ConfigError, GunicornSettings
+from chatbot.settings import ConfigError, GunicornSettings, Settings
 
 try:
     _settings = GunicornSettings.from_env()
@@ -21,6 +24,11 @@ except ConfigError as exc:
     # One line naming the variable, instead of a traceback from inside gunicorn.
     sys.exit(f"gunicorn.conf.py: {exc}")
 
+# This instance's metrics directory, chosen before prometheus_client is first imported
+# (it decides then whether to write the multiprocess files): by chatbot.metrics, just
+# below. The workers and the collector inherit it (docs/monitoring.md).
+metrics_dir.choose(_settings.instance_id, [_settings.bind])
+from chatbot import metrics  # noqa: E402 -- after the metrics directory is chosen
 
 # --- Socket ---------------------------------------------------------------
 # Where this instance listens. Keep it on loopback: nginx is the only client.
@@ -218,42 +226,25 @@ def when_ready(server):
     database does not answer within HEALTH_TIMEOUT_S the service still starts (degraded);
     the sweeper creates the indexes later.
     """
-    from pymongo.errors import PyMongoError
-
-    from chatbot.db.indexes import ensure_indexes_with
-    from chatbot.settings import Settings
-
     try:
         ensure_indexes_with(Settings.from_env())
     except PyMongoError as exc:
         server.log.warning("could not create indexes at start-up: %s", type(exc).__name__)
     # Then the instance's one metrics collector (snapshots and alerts; docs/monitoring.md).
-    from chatbot import metrics
-
     metrics.start_collector(server)
 
 
 # --- Metrics hooks (chatbot/metrics.py, docs/monitoring.md) ------------------
 def on_starting(server):
-    """Master, before anything else: this instance's metrics directory, emptied.
-
-    Set before any process imports prometheus_client (it reads the variable then);
-    the workers inherit it.
-    """
-    from chatbot import metrics
-
+    """Master, before anything else: this instance's metrics directory, emptied."""
     metrics.on_starting(server)
 
 
 def child_exit(server, worker):
     """Master, after a worker exited: drop that worker's live gauges (in flight, memory)."""
-    from chatbot import metrics
-
     metrics.child_exit(server, worker)
 
 
 def on_exit(server):
     """Master, at shutdown: stop the metrics collector, remove its default directory."""
-    from chatbot import metrics
-
     metrics.on_exit(server)

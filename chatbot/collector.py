@@ -37,12 +37,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import psutil
+from prometheus_client import multiprocess
 
 from chatbot.db import DatabaseError, Mongo, deadline
 from chatbot.db.indexes import ensure_indexes
 from chatbot.db.metrics import AlertRepository, MetricsRepository
 from chatbot.logs import configure_logging
-from chatbot.metrics import CACHE_OUTCOMES, CACHE_TIERS, ENV_DIR, SHED_REASONS
+from chatbot.metrics import CACHE_OUTCOMES, CACHE_TIERS, SHED_REASONS
+from chatbot.metrics_dir import ENV_DIR
 from chatbot.settings import Settings
 
 log = logging.getLogger("chatbot.collector")
@@ -90,8 +92,6 @@ class Reading:
 
 def read_registry(path: str) -> Reading:
     """Add up every worker's metric files in `path` (prometheus_client's multiprocess files)."""
-    from prometheus_client import multiprocess
-
     reading = Reading()
     buckets: dict[float, float] = {}
     for metric in multiprocess.MultiProcessCollector(None, path).collect():

@@ -3,9 +3,9 @@
 Every worker process writes its figures to files in `PROMETHEUS_MULTIPROC_DIR`
 (prometheus_client's multiprocess mode, one directory per instance); `/metrics` and the
 instance's collector (chatbot/collector.py) add up the files of all its workers.
-prometheus_client decides at import time whether to use such files, so it is imported
-only inside functions here: gunicorn's master sets the directory first (`on_starting`).
-Without the directory (tests, `flask run`) the figures are those of the one process.
+prometheus_client decides at import time whether to use such files: gunicorn.conf.py
+chooses the directory (chatbot/metrics_dir.py) before it imports this module. Without
+the directory (tests, `flask run`) the figures are those of the one process.
 
 The request path only adds to dicts under one lock; each worker's sampler thread writes
 the sums to the files every second (and at exit), so /metrics and the collector see a
@@ -19,36 +19,41 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from bisect import bisect_left
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import psutil
 from flask import Blueprint, Flask, Request, Response, request
 from flask.typing import ResponseReturnValue
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.metrics import MetricWrapperBase
 
-from chatbot import cache, limits
+from chatbot import cache, limits, metrics_dir
 from chatbot.api.auth import auth_required
 from chatbot.db.metrics import CommandTimer
 from chatbot.extensions import mongo
+from chatbot.metrics_dir import ENV_DIR
 from chatbot.redis_store import BreakerConnection
-
-if TYPE_CHECKING:  # imported for real only once the multiprocess directory is known
-    from prometheus_client import Counter, Gauge, Histogram
-    from prometheus_client.metrics import MetricWrapperBase
 
 log = logging.getLogger(__name__)
 
-M = TypeVar("M", bound="MetricWrapperBase")
+M = TypeVar("M", bound=MetricWrapperBase)
 
-ENV_DIR = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "<unmatched>"
 CACHE_TIERS = ("memory", "redis", "response")
 CACHE_OUTCOMES = ("hit", "miss", "error")
@@ -87,8 +92,6 @@ class _Metrics:
     """The process's metric objects, made once (prometheus_client registers them globally)."""
 
     def __init__(self) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
-
         self.requests = Counter(
             "chatbot_http_requests_total",
             "Requests answered, by route (the URL rule), method and status code.",
@@ -454,15 +457,11 @@ def metrics() -> ResponseReturnValue:
     """
     if "Authorization" in request.headers or not _direct_from_loopback():
         auth_required("admin")(lambda: None)()
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-
     if _metrics is not None:  # this worker's own latest figures (the others' are <= 1 s old)
         _metrics.flush()
     registry = REGISTRY
     path = os.environ.get(ENV_DIR)
     if path and os.path.isdir(path):
-        from prometheus_client import multiprocess
-
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path)
     response = Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
@@ -490,38 +489,19 @@ def init_app(app: Flask, enabled: bool = True) -> None:
 # --- gunicorn hooks (see gunicorn.conf.py) ---------------------------------------
 
 
-def _enabled_from_env() -> bool:
-    return os.environ.get("METRICS_ENABLED", "1").strip() != "0"
-
-
-def default_dir(instance_id: str, bind: list[str]) -> str:
-    """A directory of this instance's own: its id and listening address."""
-    where = re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(bind))
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", instance_id)
-    return os.path.join(tempfile.gettempdir(), "chatbot-metrics", f"{name}-{where}")
-
-
-_own_dir = ""  # the directory on_starting chose (not the operator's)
-
-
 def on_starting(server: Any) -> None:
-    """Master, before any worker: choose the instance's metrics directory and empty it.
+    """Master, before any worker: empty the instance's metrics directory.
 
-    Must run before prometheus_client is imported anywhere (it reads the variable at
-    import); the workers inherit it. An operator may set PROMETHEUS_MULTIPROC_DIR
-    (one directory per instance, never shared).
+    gunicorn.conf.py chose it (metrics_dir.choose) before prometheus_client was imported.
     """
-    if not _enabled_from_env():
-        return
-    if "prometheus_client" in sys.modules:
-        server.log.warning(
-            "prometheus_client was imported before on_starting: metrics stay per process"
-        )
-    global _own_dir
     path = os.environ.get(ENV_DIR)
-    if not path:
-        path = _own_dir = default_dir(os.environ.get("INSTANCE_ID", "local"), list(server.cfg.bind))
-    os.environ[ENV_DIR] = path
+    if not metrics_dir.enabled() or not path:
+        return
+    if metrics_dir.late:
+        server.log.warning(
+            "prometheus_client was imported before the metrics directory was chosen: "
+            "metrics stay per process"
+        )
     # The figures of a previous run (or a crashed one) would be added to this one's.
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
@@ -536,8 +516,6 @@ def child_exit(server: Any, worker: Any) -> None:
     """
     path = os.environ.get(ENV_DIR)
     if path and os.path.isdir(path):
-        from prometheus_client import multiprocess
-
         multiprocess.mark_process_dead(worker.pid, path)
 
 
@@ -553,7 +531,7 @@ def start_collector(server: Any) -> None:
     catches its own errors, so only a signal ends it (restart the instance then).
     """
     global _collector
-    if not _enabled_from_env() or not os.environ.get(ENV_DIR):
+    if not metrics_dir.enabled() or not os.environ.get(ENV_DIR):
         return
     if _collector is not None and _collector.poll() is None:
         return
@@ -581,5 +559,5 @@ def on_exit(server: Any) -> None:
             _collector.wait(5)
         except subprocess.TimeoutExpired:
             _collector.kill()
-    if _own_dir:
-        shutil.rmtree(_own_dir, ignore_errors=True)
+    if metrics_dir.own_dir:
+        shutil.rmtree(metrics_dir.own_dir, ignore_errors=True)

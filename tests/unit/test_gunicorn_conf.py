@@ -12,9 +12,30 @@ CONF = str(Path(__file__).resolve().parents[2] / "gunicorn.conf.py")
 
 
 def load(monkeypatch, **env):
+    # Loading the file chooses the metrics directory in os.environ: undone with the rest.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return runpy.run_path(CONF)
+
+
+def test_prometheus_client_writes_multiprocess_files_in_a_gunicorn_process(tmp_path):
+    # prometheus_client chooses its value class when first imported: the file must set
+    # the directory before it imports chatbot.metrics, or the workers it forks would
+    # keep their figures to themselves.
+    script = (
+        "import runpy, os; runpy.run_path('gunicorn.conf.py');"
+        "from prometheus_client import values;"
+        "print(values.ValueClass.__name__, os.environ['PROMETHEUS_MULTIPROC_DIR'])"
+    )
+    env = {"PATH": "/usr/bin:/bin", "GUNICORN_RUN_DIR": str(tmp_path), "INSTANCE_ID": "app7"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=Path(CONF).parent, env=env,
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    value_class, path = done.stdout.split()
+    assert value_class == "MmapedValue"  # MutexValue: one process's figures only
+    assert Path(path).name.startswith("app7-")
 
 
 def test_defaults(monkeypatch):
