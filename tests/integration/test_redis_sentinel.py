@@ -15,8 +15,9 @@ from dataclasses import replace
 import pytest
 import redis
 
+from chatbot.errors import ConfigError
 from chatbot.redis_store import RedisStore
-from chatbot.settings import ConfigError, Settings
+from chatbot.settings import Settings
 from tests.harness import Redis, free_port, wait_for_port
 
 pytestmark = [
@@ -44,6 +45,8 @@ def sentinel_set(tmp_path) -> Iterator[dict]:
     master = Redis(tmp_path / "master")
     master.start()
     procs: list[subprocess.Popen] = []
+    clients: list[redis.Redis] = []  # closed at the end: an open socket fails the run
+    pools: list[redis.ConnectionPool] = []
     try:
         replica_port, sentinel_port = free_port(), free_port()
         (tmp_path / "replica").mkdir()
@@ -87,18 +90,25 @@ def sentinel_set(tmp_path) -> Iterator[dict]:
         wait_for_port(sentinel_port, proc=procs[-1])
         replica = redis.Redis(port=replica_port)
         sentinel = redis.Redis(port=sentinel_port)
+        clients += [replica, sentinel, redis.Redis(port=master.port)]
         until(
             lambda: replica.info("replication")["master_link_status"] == "up", 10, "replica in sync"
         )
         until(lambda: sentinel.sentinel_slaves(SERVICE), 15, "the sentinel knows the replica")
         yield {
-            "master": redis.Redis(port=master.port),
+            "master": clients[2],
             "replica": replica,
             "replica_port": replica_port,
             "sentinel": sentinel,
             "sentinel_port": sentinel_port,
+            "clients": clients,
+            "pools": pools,
         }
     finally:
+        for client in clients:
+            client.close()
+        for pool in pools:
+            pool.disconnect()
         for proc in procs:
             proc.terminate()
             proc.wait(10)
@@ -127,14 +137,16 @@ def test_the_pool_follows_a_sentinel_failover(sentinel_set):
     store = RedisStore()
     store.init_app(settings)
     assert store.client is not None
+    # Closed by the fixture: the pool's connections and its sentinel clients.
+    sentinel_set["clients"] += [store.client, *store.pool.sentinel_manager.sentinels]
+    sentinel_set["pools"].append(store.pool)
     store.client.set("before", "1")
     assert sentinel_set["master"].execute_command("SELECT", 2)  # the URL's database
-    assert (
-        redis.Redis(
-            port=sentinel_set["master"].connection_pool.connection_kwargs["port"], db=2
-        ).get("before")
-        == b"1"
+    old_master = redis.Redis(
+        port=sentinel_set["master"].connection_pool.connection_kwargs["port"], db=2
     )
+    sentinel_set["clients"].append(old_master)
+    assert old_master.get("before") == b"1"
 
     sentinel_set["sentinel"].execute_command("SENTINEL", "FAILOVER", SERVICE)
     until(
@@ -160,6 +172,7 @@ def test_the_pool_follows_a_sentinel_failover(sentinel_set):
             assert time.monotonic() < deadline, failures
             time.sleep(0.1)
     promoted = redis.Redis(port=sentinel_set["replica_port"], db=2)
+    sentinel_set["clients"].append(promoted)
     assert promoted.info("replication")["role"] == "master"
     assert promoted.get("after") == b"1" and promoted.get("before") == b"1"
     assert all(name == "ConnectionError" for name in failures), failures
