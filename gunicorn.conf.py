@@ -15,8 +15,9 @@ from pymongo.errors import PyMongoError
 
 from chatbot import metrics_dir
 from chatbot.db.indexes import ensure_indexes_with
+from chatbot.errors import ConfigError
 from chatbot.logs import LOG_FORMAT, RENAME_FIELDS
-from chatbot.settings import ConfigError, GunicornSettings, Settings
+from chatbot.settings import GunicornSettings, Settings
 
 try:
     _settings = GunicornSettings.from_env()

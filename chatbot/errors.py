@@ -152,3 +152,18 @@ def status_of(exc: AppError) -> int:
         if cls in STATUSES:
             return STATUSES[cls]
     return 500  # not reached: AppError is listed
+
+
+# --- Not answered over HTTP: start-up and the operator's tools -------------------------
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class ReloadError(RuntimeError):
+    """nginx refused the new configuration, or is not running (chatbot/ops)."""
+
+
+class RestartError(RuntimeError):
+    """A rolling restart could not drain, stop, start or re-admit an instance (chatbot/ops)."""

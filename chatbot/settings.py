@@ -23,6 +23,8 @@ from pydantic.dataclasses import dataclass
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode
 
+from chatbot.errors import ConfigError
+
 ENVIRONMENTS = ("development", "testing", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -36,10 +38,6 @@ LOG_CODE_SENDER = "chatbot.auth.LogCodeSender"
 PROXY_SECRET_HEADER = "X-Proxy-Secret"  # noqa: S105 -- a header name, not a secret
 
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
 
 
 # --- How a field reads its variable ----------------------------------------------

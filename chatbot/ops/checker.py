@@ -38,9 +38,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypedDict
 
+from chatbot.errors import ConfigError, ReloadError
 from chatbot.logs import make_formatter
 from chatbot.ops import upstreams
-from chatbot.settings import CheckerSettings, ConfigError
+from chatbot.settings import CheckerSettings
 
 STATUS_FILE = "checker.json"
 log = logging.getLogger("chatbot.checker")
@@ -169,7 +170,7 @@ class Checker:
             if self.reload_pending and not changed:
                 upstreams.reload(self.prefix)
             self.reload_pending = False
-        except upstreams.ReloadError as exc:
+        except ReloadError as exc:
             # The state and configuration are written; nginx takes them on its next
             # (re)start, and the checker retries the reload next round.
             self.reload_pending = True

@@ -34,12 +34,9 @@ from pathlib import Path
 
 import psutil
 
+from chatbot.errors import ReloadError, RestartError
 from chatbot.ops import upstreams
 from chatbot.ops.checker import CheckerConfig, probe
-
-
-class RestartError(RuntimeError):
-    pass
 
 
 def say(message: str) -> None:
@@ -204,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("a rolling restart needs --stop (and --start unless --stop restarts)")
         for name in names:
             restart_one(prefix, name, args)
-    except (RestartError, KeyError, upstreams.ReloadError, FileNotFoundError) as exc:
+    except (RestartError, KeyError, ReloadError, FileNotFoundError) as exc:
         say(f"failed: {exc}")
         return 1
     say(f"done: {', '.join(names)} restarted one at a time")

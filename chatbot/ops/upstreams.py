@@ -36,7 +36,8 @@ from typing import Any
 
 import psutil
 
-from chatbot.settings import PROXY_SECRET_HEADER, ConfigError, GunicornSettings, check_proxy_secret
+from chatbot.errors import ConfigError, ReloadError
+from chatbot.settings import PROXY_SECRET_HEADER, GunicornSettings, check_proxy_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "nginx" / "nginx.conf.template"
@@ -50,10 +51,6 @@ CONF_FILE = "nginx.conf"
 # nginx's passive checks, kept beside the active ones for fast failover between two
 # probes: one failed connect or timeout takes a server out for 5 s.
 PASSIVE = "max_fails=1 fail_timeout=5s"
-
-
-class ReloadError(RuntimeError):
-    """nginx refused the new configuration, or is not running."""
 
 
 def instance_capacity(env: Mapping[str, str] | None = None) -> int:

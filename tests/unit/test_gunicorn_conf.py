@@ -278,8 +278,8 @@ def test_a_malformed_knob_stops_gunicorn_naming_the_variable(monkeypatch, name, 
 
 
 def test_nginx_capacity_is_validated_like_gunicorn():
+    from chatbot.errors import ConfigError
     from chatbot.ops.upstreams import default_max_conns, instance_capacity
-    from chatbot.settings import ConfigError
 
     with pytest.raises(ConfigError, match=r"^WEB_CONCURRENCY must be an integer >= 1"):
         instance_capacity({"WEB_CONCURRENCY": "lots"})

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from chatbot.errors import ConfigError
 from chatbot.ops import upstreams
-from chatbot.settings import ConfigError
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "nginx" / "nginx.conf.template"
 FORWARDED = ("X-Request-Id", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host")

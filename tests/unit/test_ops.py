@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from chatbot.errors import ConfigError, RestartError
 from chatbot.ops import checker, restart, upstreams
-from chatbot.settings import ConfigError
 
 
 def nginx_t(prefix: Path) -> subprocess.CompletedProcess:
@@ -184,7 +184,7 @@ def test_a_rolling_restart_never_drains_the_last_instance_in_rotation(tmp_path):
     upstreams.change(
         tmp_path, lambda s: setattr(s.server("app2"), "healthy", False), reload_nginx=False
     )
-    with pytest.raises(restart.RestartError, match="no other healthy instance"):
+    with pytest.raises(RestartError, match="no other healthy instance"):
         restart.drain(tmp_path, "app1", timeout=1)
     assert not upstreams.load(tmp_path).server("app1").drained
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from chatbot.errors import ConfigError
 from chatbot.settings import (
     ALL_SETTINGS,
     DEV_SECRET_KEY,
     CheckerSettings,
-    ConfigError,
     GunicornSettings,
     Settings,
     fields_of,
