@@ -17,11 +17,14 @@ error envelope, with Retry-After (chatbot/envelope.py).
 from __future__ import annotations
 
 import functools
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from flask import Blueprint, Flask, current_app, request
 from flask_limiter import Limiter
+from limits.storage import RedisStorage
 
 from chatbot.api.auth import client_key
 from chatbot.extensions import redis_store
@@ -64,6 +67,59 @@ def limit(setting: str) -> Callable[[V], V]:
     return decorator
 
 
+class OneTripRedisStorage(RedisStorage):
+    """limits' Redis storage, with a request's hit and its window read in one round trip.
+
+    flask-limiter counts a hit (INCRBY, and EXPIRE on a new window: one script) and then,
+    for the X-RateLimit-* headers, reads the window's count (GET) and expiry (TTL): three
+    round trips, half of a cached read's. Here the script also answers the count and
+    TTL, and the headers of the same request, on the same thread, read them from there.
+    Anything else (another key, a later request) asks Redis as before.
+    """
+
+    STORAGE_SCHEME = ["chatbot+redis"]  # noqa: RUF012 -- limits' registry reads this list
+
+    # limits' incr_expire.lua, answering the TTL beside the count.
+    SCRIPT_INCR_EXPIRE_TTL = b"""
+local amount = tonumber(ARGV[2])
+local current = redis.call("incrby", KEYS[1], amount)
+if tonumber(current) == amount then
+    redis.call("expire", KEYS[1], ARGV[1])
+end
+return {current, redis.call("ttl", KEYS[1])}
+"""
+    # How long a hit's answer serves the same thread's reads of its window: the rest
+    # of one request (the headers are written right after the view).
+    FRESH_S = 1.0
+
+    def initialize_storage(self, uri: str) -> None:
+        super().initialize_storage(uri)
+        self.lua_incr_expire_ttl = self.get_connection().register_script(
+            self.SCRIPT_INCR_EXPIRE_TTL
+        )
+        self._last = threading.local()
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        current, ttl = self.lua_incr_expire_ttl([self.prefixed_key(key)], [expiry, amount])
+        now = time.time()
+        self._last.hit = (key, int(current), now + max(int(ttl), 0), now)
+        return int(current)
+
+    def _fresh(self, key: str) -> tuple[str, int, float, float] | None:
+        hit: tuple[str, int, float, float] | None = getattr(self._last, "hit", None)
+        if hit is None or hit[0] != key or time.time() - hit[3] > self.FRESH_S:
+            return None
+        return hit
+
+    def get(self, key: str) -> int:
+        hit = self._fresh(key)
+        return hit[1] if hit else super().get(key)
+
+    def get_expiry(self, key: str) -> float:
+        hit = self._fresh(key)
+        return hit[2] if hit else super().get_expiry(key)
+
+
 def init_app(app: Flask, settings: Settings) -> Limiter:
     """Bind a rate limiter to `app`, its counters in Redis on the shared pool.
 
@@ -74,7 +130,8 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
     return Limiter(
         key_func=client_key,
         app=app,
-        storage_uri=settings.redis_url,
+        # OneTripRedisStorage, on the app's Redis pool (the URI's host is not used).
+        storage_uri="chatbot+redis://",
         # The storage's own prefix (not flask-limiter's) decides the Redis key names.
         storage_options={
             # The Redis storage takes a pool; flask-limiter's hint says str | int only.
