@@ -15,6 +15,7 @@ from chatbot.db.archive import MessageArchive
 from chatbot.db.banks import BankRepository
 from chatbot.db.indexes import ensure_indexes, server_has_ttl
 from chatbot.db.questionnaires import QuestionnaireRepository
+from chatbot.db.receipts import ReceiptLog
 from chatbot.db.sessions import SessionRepository
 from chatbot.db.settle import MessageSettler
 from chatbot.db.verifications import VerificationRepository
@@ -67,7 +68,7 @@ def import_bank(path: Path, activate: bool) -> None:
 @cli.command("sweep")
 @click.option("--every", type=int, default=0, help="Repeat every N seconds (0: once).")
 def sweep(every: int) -> None:
-    """Expire sessions, codes and stale questionnaires; settle and archive messages."""
+    """Expire sessions, codes and stale questionnaires; settle, confirm and archive messages."""
     while True:
         try:
             click.echo(json.dumps(run_sweep()))
@@ -94,9 +95,11 @@ def run_sweep() -> dict[str, int]:
             now - timedelta(hours=settings.resume_window_hours), now
         ),
     }
-    # Settle first, so that messages reach the archive with their final status.
+    # Settle and apply the delivery receipts first, so that messages reach the archive
+    # with their final status.
     settled = run_settle(settings.settle_after_s, settings.settle_batch_size)
     report.update({f"messages{k.capitalize()}": v for k, v in settled.items()})
+    report["messagesDelivered"] = ReceiptLog(mongo.db).apply(settings.settle_batch_size)
     archived = run_archive(settings.archive_after_days, settings.archive_batch_size)
     report["messagesArchived"] = archived["moved"]
     if archived["unverified"]:

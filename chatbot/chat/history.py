@@ -39,6 +39,9 @@ class HistoryCache:
     def _keys(self, user_id: str) -> tuple[str, str]:
         return self.store.key("history", user_id), self.store.key("history", "v", user_id)
 
+    def _sent_key(self, user_id: str) -> str:
+        return self.store.key("history", "sent", user_id)
+
     def push(self, user_id: str, messages: list[dict[str, Any]]) -> None:
         """Add a turn's messages (oldest first) to a cached list; bump the turn counter."""
         if not self.enabled:
@@ -51,6 +54,12 @@ class HistoryCache:
                 pipe.lpushx(items, *(dumps(m) for m in messages))
                 pipe.ltrim(items, 0, KEEP - 1)
                 pipe.expire(items, self.ttl_s)
+            sent = [
+                m["id"] for m in messages if m["direction"] == "outbound" and m["status"] == "sent"
+            ]
+            if sent:  # for the receipt that confirms them (take_sent_replies)
+                pipe.sadd(self._sent_key(user_id), *sent)
+                pipe.expire(self._sent_key(user_id), self.ttl_s)
             pipe.incr(version)
             pipe.expire(version, self.ttl_s)
             pipe.execute()
@@ -89,6 +98,27 @@ class HistoryCache:
         except (redis.WatchError, redis.RedisError):
             pass
         return messages[: limit + 1]
+
+    def take_sent_replies(self, user_id: str, ids: set[str]) -> set[str] | None:
+        """Take `ids` off the set of the user's replies still `sent`, if all are on it.
+
+        A turn adds its replies to `history:sent:{userId}` (push). A receipt for them
+        takes them off atomically, so two copies of one receipt count them once. None
+        when not every id was on it (another user's, an old reply, a second receipt,
+        the set expired or Redis failed): then the database must decide.
+        """
+        if not self.enabled or not ids:
+            return None
+        wanted = sorted(ids)
+        try:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.smismember(self._sent_key(user_id), wanted)
+                pipe.srem(self._sent_key(user_id), *wanted)
+                held, _ = pipe.execute()
+        except redis.RedisError:
+            return None
+        taken = {i for i, on in zip(wanted, held, strict=True) if on}
+        return taken if len(taken) == len(ids) else None
 
     def update_status(self, user_id: str, ids: set[str], status: str) -> None:
         """Set `status` on cached messages in `ids` (delivery receipts); drop the list on a race."""

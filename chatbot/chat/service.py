@@ -23,6 +23,7 @@ from chatbot.chat.users import UserDirectory
 from chatbot.clock import Clock
 from chatbot.db import Database, DatabaseError, deadline
 from chatbot.db.messages import MessageRepository, next_cursor
+from chatbot.db.receipts import ReceiptLog
 from chatbot.db.users import UserRepository
 from chatbot.db.verifications import VerificationRepository
 from chatbot.errors import (
@@ -66,6 +67,7 @@ class ChatService:
             db, cache, settings.session_cache_s, on_change=lambda uid: self.on_change(uid, True)
         )
         self.messages = MessageRepository(db)
+        self.receipts = ReceiptLog(db)
         self.sessions = ConversationSessions(
             db, cache, settings.session_cache_s, timedelta(minutes=settings.session_idle_minutes)
         )
@@ -213,10 +215,25 @@ class ChatService:
         return found[:limit], next_cursor(found, limit)
 
     def mark_delivered(self, user_id: str, message_ids: list[str]) -> int:
-        """The client showed these replies: sent -> delivered (only the user's own)."""
-        count = self.messages.mark_delivered(user_id, message_ids, self.clock.now())
+        """The client showed these replies: sent -> delivered (only the user's own).
+
+        A receipt usually confirms the replies of the last turns, which Redis holds as
+        the user's replies still `sent` (chat/history.py): then it is logged, one insert
+        applied to `messages` by the sweeper (chatbot/db/receipts.py). Otherwise
+        `messages` is updated at once (on FerretDB a scan of the whole log).
+        """
+        now = self.clock.now()
+        ids = set(message_ids)
+        sent = self.history_cache.take_sent_replies(user_id, ids)
+        if sent is None:
+            count = self.messages.mark_delivered(user_id, message_ids, now)
+        else:
+            # Taken off Redis's set first: if this insert fails (503), the client's retry
+            # takes the database path, which is right either way.
+            self.receipts.record(user_id, sorted(sent), now)
+            count = len(sent)
         if count:
-            self.history_cache.update_status(user_id, set(message_ids), "delivered")
+            self.history_cache.update_status(user_id, ids, "delivered")
             self.on_change(user_id, False)
         return count
 

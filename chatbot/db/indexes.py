@@ -74,6 +74,8 @@ INDEXES: dict[str, list[IndexModel]] = {
             [("userId", ASCENDING), ("createdAt", DESCENDING)], name="userId_1_createdAt_-1"
         ),
     ],
+    # Receipts not applied yet (chatbot/db/receipts.py): a user's, for reads of messages.
+    "receipts": [IndexModel([("userId", ASCENDING)], name="userId_1")],
     "sessions": [
         IndexModel([("userId", ASCENDING)], unique=True, name="userId_1"),
         # A TTL index where the server has them (see FALLBACKS for FerretDB).

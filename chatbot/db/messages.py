@@ -8,7 +8,8 @@ A chat turn only inserts here: the inbound message first (its unique
 final status in one insert_many. Every document of a turn carries `turn` (the
 clientMessageId), so a retried turn finds all of them in one query. The stored
 status of an inbound message is settled later, in batches, by the sweeper; reads
-report its effective status (handled as soon as a reply exists).
+report its effective status (handled as soon as a reply exists). Delivery receipts
+are logged the same way (chatbot/db/receipts.py) and reads report them too.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from chatbot.db.documents import oid, out
+from chatbot.db.receipts import ReceiptLog
 from chatbot.errors import DuplicateMessageError, InvalidCursorError
 
 HISTORY_FIELDS = {
@@ -61,6 +63,7 @@ def next_cursor(found: list[dict[str, Any]], limit: int) -> str | None:
 class MessageRepository:
     def __init__(self, db: Database[dict[str, Any]]) -> None:
         self.col = db["messages"]
+        self.receipts = ReceiptLog(db)
 
     def insert_inbound(
         self, user_id: str, text: str, client_message_id: str, now: datetime
@@ -140,8 +143,14 @@ class MessageRepository:
         )
 
     def mark_delivered(self, user_id: str, message_ids: list[str], now: datetime) -> int:
-        """The client confirms it showed these replies; only the user's own sent ones move."""
-        ids = [oid(i, "message") for i in message_ids]
+        """The client confirms it showed these replies; only the user's own sent ones move.
+
+        Replies already confirmed by a logged receipt (not applied yet) are not counted.
+        """
+        logged = self.receipts.delivered_among(user_id, message_ids)
+        ids = [oid(i, "message") for i in message_ids if i not in logged]
+        if not ids:
+            return 0
         result = self.col.update_many(
             {
                 "_id": {"$in": ids},
@@ -175,7 +184,14 @@ class MessageRepository:
         )
         found = [out(d) for d in docs]
         self._settle_in_page(found)
+        self._deliver_in_page(user_id, found)
         return found[:limit], next_cursor(found, limit)
+
+    def _deliver_in_page(self, user_id: str, page: list[dict[str, Any]]) -> None:
+        """Report replies confirmed by a receipt the sweeper has not applied as delivered."""
+        sent = {m["id"]: m for m in page if m["direction"] == "outbound" and m["status"] == "sent"}
+        for message_id in self.receipts.delivered_among(user_id, list(sent)):
+            sent[message_id]["status"] = "delivered"
 
     def _settle_in_page(self, page: list[dict[str, Any]]) -> None:
         """Report inbound messages whose replies exist as handled (the sweeper stores it)."""
