@@ -46,6 +46,7 @@ import os
 import random
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -1387,6 +1388,22 @@ class Bench:
             out["closed"][LIVEZ_NO_METRICS] = closed_summary(
                 self.closed(LIVEZ_NO_METRICS, make(len(users) * 4), [])
             )
+            # The goal's figure: metrics on and off side by side, alternating, each round
+            # after a restart; the two ladders above lie minutes apart, and their peaks
+            # move with the generator's own lag.
+            print(
+                f"  metrics on/off alternating, {METRICS_ROUNDS} rounds of"
+                f" {cfg.closed_workers} connections",
+                flush=True,
+            )
+            rounds: dict[str, list[float]] = {"on": [], "off": []}
+            for n in range(METRICS_ROUNDS):
+                for mode, env in (("on", {}), ("off", {"METRICS_ENABLED": "0"})):
+                    self.stack.restart_apps(env)
+                    self.vegeta.attack("warm-up", make(40), 200, 0.2)
+                    step = self.closed(f"/livez, metrics {mode} #{n + 1}", make(len(users) * 4), [])
+                    rounds[mode].append(round(step.achieved, 1) if not step.errors else 0.0)
+            out["metrics_rounds"] = rounds
         finally:
             self.stack.restart_apps({})
         # A cached answer carries the ETag of its stored body; an uncached one has none.
@@ -1474,6 +1491,7 @@ def print_step(step: Step) -> None:
 CACHED = "cached read"  # GET /api/v1/children/{id}, the child summary, response cache on
 UNCACHED = "uncached read"  # the same, both instances restarted with CACHE_ENABLED=0
 LIVEZ_NO_METRICS = "/livez, metrics off"  # both instances restarted with METRICS_ENABLED=0
+METRICS_ROUNDS = 3  # alternating on/off closed-loop rounds for the metrics cost
 STATIC = "static (nginx)"  # the web page's script, from nginx's proxy_cache after the first
 PUBLIC = "public GET (nginx)"  # the OpenAPI document, micro-cached by nginx the same way
 STATIC_FILE = "/static/chat.js"
@@ -1734,15 +1752,15 @@ def cache_goals(cache: dict[str, Any] | None, cfg: Config) -> list[dict[str, Any
             f" {closed[name]['errors']})", f"<= {P99_AT_CONNECTIONS_MS} ms",
             p99 is not None and p99 <= P99_AT_CONNECTIONS_MS
             and not closed[name]["errors"])  # fmt: skip
-    if LIVEZ_NO_METRICS in routes:
+    rounds = cache.get("metrics_rounds")
+    if rounds and rounds["on"] and rounds["off"]:
+        on_rate, off_rate = statistics.median(rounds["on"]), statistics.median(rounds["off"])
+        ratio = on_rate / (off_rate or 1)
         off = routes[LIVEZ_NO_METRICS]["peak_achieved"]
-        on_closed = closed["/livez"]["achieved"]
-        off_closed = closed[LIVEZ_NO_METRICS]["achieved"]
-        worst = min(livez / (off or 1), on_closed / (off_closed or 1))
-        add("metrics cost on /livez (peak and 64-connection req/s, on vs off)",
-            f"{pct(1 - worst)} (peak {livez:.0f} on / {off:.0f} off; 64 conns"
-            f" {on_closed:.0f} / {off_closed:.0f})", "<= 5%", worst >= 0.95,
-            "the worse of the two comparisons")  # fmt: skip
+        add(f"metrics cost on /livez ({len(rounds['on'])} alternating rounds on/off, median req/s)",
+            f"{pct(1 - ratio)} ({on_rate:.0f} on / {off_rate:.0f} off; rounds on"
+            f" {rounds['on']}, off {rounds['off']})", "<= 5%", ratio >= 0.95,
+            f"the two ladders' peaks, minutes apart: {livez:.0f} on / {off:.0f} off")  # fmt: skip
     cost = compression_cost(cache)
     gzip_rate, off_rate = cost["page_rates"]
     add(f"compression cost, {cache['sizes']['page_raw']:,} B JSON (peak req/s)",
@@ -1857,7 +1875,9 @@ def cache_docs(cache: dict[str, Any], cfg: Config) -> list[str]:
         " error; errors at each rate that had any. The uncached read is the same request after"
         " both instances were restarted with `CACHE_ENABLED=0` (same ports, nginx, Redis"
         " and data; every cache off). `/livez, metrics off` is `/livez` after a restart with"
-        " `METRICS_ENABLED=0`.",
+        " `METRICS_ENABLED=0`. The metrics cost goal compares neither ladder (minutes apart,"
+        " their peaks move with the generator's lag) but alternating closed-loop rounds,"
+        " metrics on then off, each after a restart of both instances.",
         "",
         "| route | peak achieved /s | highest clean rate /s | p50 ms | p99 ms | errors |",
         "|---|---|---|---|---|---|",
