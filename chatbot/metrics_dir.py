@@ -49,4 +49,7 @@ def choose(instance_id: str, bind: list[str]) -> str:
     if not path:
         path = own_dir = default_dir(instance_id, bind)
         os.environ[ENV_DIR] = path
+    # prometheus_client writes there as soon as a metric is made, and not every process
+    # that loads gunicorn.conf.py runs on_starting first (`gunicorn --check-config`).
+    os.makedirs(path, exist_ok=True)
     return path
