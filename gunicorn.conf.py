@@ -7,6 +7,7 @@ as the app's): a malformed one stops gunicorn with a message naming it.
 Hooks say which process they run in: the master (arbiter) or a worker.
 """
 
+import socket
 import sys
 from pathlib import Path
 
@@ -130,7 +131,8 @@ def _remove_stale_pidfile(path: str, instance_id: str) -> None:
     try:
         process = psutil.Process(pid)
         ours = "gunicorn" in " ".join(process.cmdline())
-        if ours and process.environ().get("INSTANCE_ID", "local") == instance_id:
+        # Its INSTANCE_ID as GunicornSettings read it: unset or blank is the host name.
+        if ours and (process.environ().get("INSTANCE_ID") or socket.gethostname()) == instance_id:
             return
     except psutil.Error:
         pass

@@ -397,7 +397,9 @@ class GunicornSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GunicornSettings:
-        return from_environment(cls, env)
+        # Unset, INSTANCE_ID is the host name, as for the app (Settings.from_env): the
+        # process name, run files and metrics directory name the same instance /health does.
+        return from_environment(cls, env, INSTANCE_ID=socket.gethostname())
 
     @property
     def worker_threads(self) -> int:

@@ -2,11 +2,14 @@
 
 import multiprocessing
 import runpy
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from chatbot.settings import Settings
 
 CONF = str(Path(__file__).resolve().parents[2] / "gunicorn.conf.py")
 
@@ -47,6 +50,15 @@ def test_defaults(monkeypatch):
     assert conf["preload_app"] is False
     # gunicorn trusts nobody's scheme headers; the app trusts nginx by its secret.
     assert conf["forwarded_allow_ips"] == ""
+
+
+def test_the_instance_is_named_as_the_app_names_it(monkeypatch):
+    monkeypatch.delenv("INSTANCE_ID", raising=False)
+    conf = load(monkeypatch)
+    # Unset: the host name, as in /health (Settings.from_env).
+    assert conf["proc_name"] == "chatbot-" + socket.gethostname()
+    assert Settings.from_env({}).instance_id == socket.gethostname()
+    assert load(monkeypatch, INSTANCE_ID="app7")["proc_name"] == "chatbot-app7"
 
 
 def test_design_defaults(monkeypatch):
