@@ -55,7 +55,7 @@ def _port(url: str) -> int:
 
 
 class Recorder(BaseHTTPRequestHandler):
-    """An upstream that answers 200 and remembers each request's headers by path."""
+    """An upstream that answers 200 (500 on /boom) and remembers each request's headers."""
 
     seen: dict[str, dict[str, str]]
 
@@ -63,8 +63,9 @@ class Recorder(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
         self.seen[self.path] = {k.lower(): v for k, v in self.headers.items()}
-        body = b"{}"
-        self.send_response(200)
+        boom = self.path.endswith("/boom")
+        body = b'{"error":{"code":"internal_error"}}' if boom else b"{}"
+        self.send_response(500 if boom else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Cache-Control", "max-age=60")
         self.send_header("Content-Length", str(len(body)))
@@ -122,6 +123,16 @@ def test_every_proxied_location_forwards_the_request_id_client_and_secret(record
         assert got.get("x-forwarded-host") == "127.0.0.1", (path, got)
         # nginx's secret replaces the client's forged one.
         assert got.get("x-proxy-secret") == PROXY_SECRET, (path, got)
+
+
+def test_an_instances_own_500_passes_nginx_unchanged(recorded):
+    # nginx turns only its own 500s (out of connections under overload) into a 503 to
+    # retry; the app's answer, with its error envelope, reaches the client as it is.
+    nginx, _ = recorded
+    status, headers, body = request(nginx.port, "GET", "/api/v1/boom", source="127.0.0.5")
+    assert status == 500
+    assert json.loads(body) == {"error": {"code": "internal_error"}}
+    assert "Retry-After" not in headers
 
 
 # --- the instances: the real peer counts, whatever it claims --------------------------
