@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
+
+from pymongo import monitoring
 
 from chatbot.screening.age import add_months
 
@@ -134,3 +137,40 @@ class HttpChat:
 
     def get(self, path: str) -> Any:
         return self.http("GET", self.base + path, headers=self.headers)
+
+
+def assert_envelope(response: Any, status: int, code: str) -> dict[str, Any]:
+    """A Flask test response in the JSON error envelope, with this status and code."""
+    assert response.status_code == status, response.get_data(as_text=True)[:300]
+    assert response.mimetype == "application/json"
+    error: dict[str, Any] = response.get_json()["error"]
+    assert error["code"] == code
+    assert error["message"]
+    assert error["request_id"] == response.headers["X-Request-Id"]
+    return error
+
+
+# What a request costs the database, counted with PyMongo's command monitoring
+# (`mongo.add_listener(Commands())`): the turn, receipt and cached-read budgets.
+WRITES = {"insert", "update", "delete", "findAndModify"}
+READS = {"find", "aggregate", "count", "distinct", "getMore"}
+
+
+class Commands(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.seen: Counter[str] = Counter()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.seen[event.command_name] += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def take(self) -> tuple[int, int, dict[str, int]]:
+        seen, self.seen = dict(self.seen), Counter()
+        writes = sum(n for name, n in seen.items() if name in WRITES)
+        reads = sum(n for name, n in seen.items() if name in READS)
+        return writes, reads, seen

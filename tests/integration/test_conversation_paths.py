@@ -3,8 +3,7 @@
 import pytest
 
 from chatbot.extensions import mongo, redis_store
-from tests.integration.test_turn_budget import Commands
-from tests.support import TODDLER, ApiChat
+from tests.support import TODDLER, ApiChat, Commands
 
 pytestmark = pytest.mark.integration
 

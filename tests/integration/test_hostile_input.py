@@ -3,6 +3,7 @@
 import pytest
 
 from chatbot.api import MAX_JSON_DEPTH
+from tests.support import assert_envelope
 
 pytestmark = pytest.mark.integration
 
@@ -29,16 +30,6 @@ HOSTILE = {
 
 def post_raw(client, body: bytes):
     return client.post(START, data=body, content_type="application/json")
-
-
-def assert_envelope(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)[:300]
-    assert response.mimetype == "application/json"
-    error = response.get_json()["error"]
-    assert error["code"] == code
-    assert error["message"]
-    assert error["request_id"] == response.headers["X-Request-Id"]
-    return error
 
 
 @pytest.mark.parametrize("body", HOSTILE.values(), ids=HOSTILE.keys())

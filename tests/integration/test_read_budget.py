@@ -18,8 +18,7 @@ import redis
 from chatbot.extensions import mongo
 from chatbot.limits import OneTripRedisStorage
 from chatbot.redis_store import BreakerConnection
-from tests.integration.test_turn_budget import Commands
-from tests.support import TODDLER, ApiChat
+from tests.support import TODDLER, ApiChat, Commands
 
 pytestmark = pytest.mark.integration
 

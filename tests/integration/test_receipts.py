@@ -12,8 +12,7 @@ from bson import ObjectId
 
 from chatbot.db.receipts import ReceiptLog
 from chatbot.extensions import mongo
-from tests.integration.test_turn_budget import Commands
-from tests.support import ApiChat
+from tests.support import ApiChat, Commands
 
 pytestmark = pytest.mark.integration
 

@@ -6,38 +6,12 @@ turn at most 5 writes and 1 read.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
-from pymongo import monitoring
 
 from chatbot.extensions import mongo
-from tests.support import TODDLER, ApiChat
+from tests.support import TODDLER, ApiChat, Commands
 
 pytestmark = pytest.mark.integration
-
-WRITES = {"insert", "update", "delete", "findAndModify"}
-READS = {"find", "aggregate", "count", "distinct", "getMore"}
-
-
-class Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.seen: Counter[str] = Counter()
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.seen[event.command_name] += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-    def take(self) -> tuple[int, int, dict[str, int]]:
-        seen, self.seen = dict(self.seen), Counter()
-        writes = sum(n for name, n in seen.items() if name in WRITES)
-        reads = sum(n for name, n in seen.items() if name in READS)
-        return writes, reads, seen
 
 
 @pytest.fixture

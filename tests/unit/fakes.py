@@ -10,18 +10,8 @@ import copy
 import itertools
 from typing import Any
 
+from chatbot.chat.store import LAST_SCREENING_FIELDS
 from chatbot.screening.bank import Bank, shipped_bank
-
-SUMMARY = (
-    "bracket",
-    "category",
-    "riskLevel",
-    "yesCount",
-    "itemCount",
-    "nextAction",
-    "nextDueAt",
-    "completedAt",
-)
 
 
 class FakeStore:
@@ -80,7 +70,7 @@ class FakeStore:
         if q["status"] == "completed":  # a repeat writes the same summary again
             self.children[q["childId"]]["lastScreening"] = {
                 "questionnaireId": questionnaire_id,
-                **{k: q[k] for k in SUMMARY},
+                **{k: q[k] for k in LAST_SCREENING_FIELDS},
             }
 
     def abandon_questionnaire(self, questionnaire_id: str) -> None:

@@ -8,6 +8,7 @@ from flask import Blueprint
 from chatbot import create_app
 from chatbot.errors import ConflictError, ServiceUnavailableError, UnsupportedMediaTypeError
 from chatbot.settings import Settings
+from tests.support import assert_envelope
 
 # Unreachable dependencies: these tests never touch MongoDB or Redis.
 OFFLINE = Settings(
@@ -55,16 +56,6 @@ def app():
 
     app.register_blueprint(bp)
     return app
-
-
-def assert_envelope(response, status, code):
-    assert response.status_code == status
-    assert response.mimetype == "application/json"
-    error = response.get_json()["error"]
-    assert error["code"] == code
-    assert error["message"]
-    assert error["request_id"] == response.headers["X-Request-Id"]
-    return error
 
 
 def test_not_found(app):
