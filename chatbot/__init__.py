@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         web,
     )
     from chatbot.api import admin, chat, children, docs, worker
-    from chatbot.cache import MemoryCache, RedisCache
+    from chatbot.cache import CacheMode, MemoryCache, RedisCache
     from chatbot.cli import cli
     from chatbot.extensions import cache, compress, mongo, redis_store
     from chatbot.http_cache import ResponseCache
@@ -86,8 +86,10 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         settings.memory_cache_size, settings.memory_cache_ttl_s, settings.cache_enabled
     )
     app.extensions["chatbot.memory"] = memory
+    # Suspended until the chat service's outage watch has read which epoch names the
+    # keys (chatbot/chat/locks.py), on the process's first request.
     app.extensions["chatbot.cache"] = RedisCache(
-        redis_store, settings.redis_cache_ttl_s, settings.cache_enabled
+        redis_store, settings.redis_cache_ttl_s, settings.cache_enabled, CacheMode(suspended=True)
     )
     responses = ResponseCache(
         memory, app.extensions["chatbot.cache"], cache, settings.response_cache_s, clock

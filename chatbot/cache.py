@@ -125,23 +125,55 @@ class MemoryCache:
         return len(self._data)
 
 
+class CacheMode:
+    """What the Redis tier may trust, as the outage watch knows it (chatbot/chat/locks.py).
+
+    While some instance cannot reach Redis it writes to MongoDB alone, and Redis cannot
+    be told: `suspended` turns every Redis read into a miss and every value write into
+    nothing (invalidations and counters still go) for as long as that lasts. `epoch`
+    counts those windows and names the cached keys (`f{epoch}:` after the prefix), so a
+    value cached before a window is never read after it, whoever missed an invalidation.
+    Set by one thread, read by all: two plain attributes, each replaced whole.
+    """
+
+    def __init__(self, suspended: bool = False) -> None:
+        self.epoch = 0
+        self.suspended = suspended
+
+    def namespace(self) -> tuple[str, ...]:
+        """The key parts that come first: none until the first outage window."""
+        return (f"f{self.epoch}",) if self.epoch else ()
+
+
 class RedisCache:
     """get / set / delete of JSON values under the app's key prefix."""
 
-    def __init__(self, store: RedisStore, default_ttl_s: int = 3600, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        store: RedisStore,
+        default_ttl_s: int = 3600,
+        enabled: bool = True,
+        mode: CacheMode | None = None,
+    ) -> None:
         self.store = store
         self.default_ttl_s = default_ttl_s
         # False (CACHE_ENABLED=0): reads miss and values are not stored; invalidations and
         # counters still work, so turning the cache back on serves nothing stale.
-        self.enabled = enabled
+        self.configured = enabled
+        self.mode = mode or CacheMode()
         self.stats: Counter[str] = Counter()
         self._last_logged = 0.0
         self._lock = threading.Lock()
         # Keys to tombstone and counters to bump once Redis answers again.
         self._pending: dict[str, str] = {}
 
+    @property
+    def enabled(self) -> bool:
+        """Whether values may be read and kept now (configured, and no outage window)."""
+        return self.configured and not self.mode.suspended
+
     def key(self, *parts: str) -> str:
-        return self.store.key(*parts)
+        return self.store.key(*self.mode.namespace(), *parts)
 
     @property
     def client(self) -> redis.Redis:

@@ -14,6 +14,7 @@ from flask.cli import AppGroup
 from chatbot.db.archive import MessageArchive
 from chatbot.db.banks import BankRepository
 from chatbot.db.indexes import ensure_indexes, server_has_ttl
+from chatbot.db.leases import LeaseRepository
 from chatbot.db.questionnaires import QuestionnaireRepository
 from chatbot.db.receipts import ReceiptLog
 from chatbot.db.sessions import SessionRepository
@@ -91,6 +92,7 @@ def run_sweep() -> dict[str, int]:
     report = {
         "sessionsDeleted": SessionRepository(mongo.db).delete_expired(now),
         "codesDeleted": VerificationRepository(mongo.db).delete_expired(now),
+        "leasesDeleted": LeaseRepository(mongo.db).delete_expired(now),
         "questionnairesAbandoned": QuestionnaireRepository(mongo.db).abandon_started_before(
             now - timedelta(hours=settings.resume_window_hours), now
         ),

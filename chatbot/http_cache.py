@@ -8,7 +8,8 @@ lists, `staff`; `version` is that scope's counter `response:v:{scope}`. A write 
 about a user bumps the user's counter (and the staff counter when the staff lists
 change), so every worker of every instance asks for a new key at its next read: no
 stale copy can be served, from either tier, and no message has to reach the workers.
-`epoch` is bumped when an invalidation had to wait for Redis (see chatbot/cache.py).
+`epoch` is the outage windows' epoch (chatbot/cache.py `CacheMode`) and the counter
+`response:epoch`, bumped when an invalidation had to wait for Redis (see chatbot/cache.py).
 
 The counters of a request are read together with the user behind its token, in the
 one Redis round trip `auth_required` makes (`prefetch_keys`). When Redis cannot be
@@ -115,7 +116,10 @@ class ResponseCache:
         if staff and scope != STAFF:
             # Staff see other users' children: their views follow the staff counter too.
             version += "." + str(versions[version_key(STAFF)])
-        return f"response:{versions[RESPONSE_EPOCH]}:{scope}:{version}:{digest}"
+        # The outage windows' epoch too: a window restarts every counter (their keys
+        # carry it, chatbot/cache.py CacheMode), and the old numbers must not match.
+        epoch = f"{self.redis.mode.epoch}.{versions[RESPONSE_EPOCH]}"
+        return f"response:{epoch}:{scope}:{version}:{digest}"
 
     def serve(
         self,

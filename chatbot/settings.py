@@ -306,6 +306,7 @@ class Settings:
     timezone: TimeZone = var("TIMEZONE", "Asia/Jakarta")
     lock_timeout_s: float = var("LOCK_TIMEOUT_S", 10.0, ge=0.5)
     lock_wait_s: float = var("LOCK_WAIT_S", 2.0, ge=0.0)
+    redis_fallback_poll_s: float = var("REDIS_FALLBACK_POLL_S", 0.5, ge=0.05, le=5.0)
     preterm_below_weeks: int = var("PRETERM_BELOW_WEEKS", 37, ge=20)
     correct_until_months: int = var("CORRECT_UNTIL_MONTHS", 24, ge=0)
     stats_cache_s: int = var("STATS_CACHE_S", 30, ge=0)

@@ -161,6 +161,10 @@ class Commands(monitoring.CommandListener):
         self.seen: Counter[str] = Counter()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
+        # The outage watch's poll (chatbot/chat/locks.py) runs in a thread of its own,
+        # every REDIS_FALLBACK_POLL_S, not in any request: it is no request's cost.
+        if event.command.get(event.command_name) == "outages":
+            return
         self.seen[event.command_name] += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:

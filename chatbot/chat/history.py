@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from chatbot.cache import dumps, loads
+from chatbot.cache import RedisCache, dumps, loads
 from chatbot.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
@@ -26,10 +26,16 @@ KEEP = 101
 
 
 class HistoryCache:
-    def __init__(self, store: RedisStore, ttl_s: int, enabled: bool = True) -> None:
+    def __init__(self, store: RedisStore, ttl_s: int, cache: RedisCache) -> None:
         self.store = store
         self.ttl_s = ttl_s
-        self.enabled = enabled  # False (CACHE_ENABLED=0): always MongoDB
+        # Its keys and whether it may be used follow the value cache's: CACHE_ENABLED=0,
+        # or an outage window (chatbot/cache.py CacheMode), means always MongoDB.
+        self.cache = cache
+
+    @property
+    def enabled(self) -> bool:
+        return self.cache.enabled
 
     @property
     def client(self) -> redis.Redis:
@@ -37,10 +43,10 @@ class HistoryCache:
         return self.store.client
 
     def _keys(self, user_id: str) -> tuple[str, str]:
-        return self.store.key("history", user_id), self.store.key("history", "v", user_id)
+        return self.cache.key("history", user_id), self.cache.key("history", "v", user_id)
 
     def _sent_key(self, user_id: str) -> str:
-        return self.store.key("history", "sent", user_id)
+        return self.cache.key("history", "sent", user_id)
 
     def push(self, user_id: str, messages: list[dict[str, Any]]) -> None:
         """Add a turn's messages (oldest first) to a cached list; bump the turn counter."""

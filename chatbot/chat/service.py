@@ -6,33 +6,31 @@ import contextlib
 import hmac
 import logging
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
-
-import redis
 
 from chatbot.auth import CodeSender, Tokens, hash_code, new_code
 from chatbot.cache import RedisCache
 from chatbot.chat.banks import BankRegistry
 from chatbot.chat.children import ChildDirectory
 from chatbot.chat.history import HistoryCache
+from chatbot.chat.locks import OutageWatch, UserLocks
 from chatbot.chat.sessions import ConversationSessions
 from chatbot.chat.store import RepositoryStore
 from chatbot.chat.users import UserDirectory
 from chatbot.clock import Clock
 from chatbot.db import Database, DatabaseError, deadline
+from chatbot.db.leases import LeaseRepository, OutageRepository
 from chatbot.db.messages import MessageRepository, next_cursor
 from chatbot.db.receipts import ReceiptLog
 from chatbot.db.users import UserRepository
 from chatbot.db.verifications import VerificationRepository
 from chatbot.errors import (
-    BusyError,
     ConflictError,
     DuplicateMessageError,
     InvalidInputError,
     RateLimitedError,
-    ServiceUnavailableError,
 )
 from chatbot.redis_store import RedisStore
 from chatbot.screening.age import AgeRules
@@ -74,8 +72,16 @@ class ChatService:
         self.children = ChildDirectory(
             db, cache, settings.session_cache_s, on_change=lambda uid: self.on_change(uid, True)
         )
-        self.history_cache = HistoryCache(redis_store, settings.session_cache_s, cache.enabled)
+        self.history_cache = HistoryCache(redis_store, settings.session_cache_s, cache)
         self.verifications = VerificationRepository(db)
+        # The outage window (chatbot/chat/locks.py): read now and then every
+        # REDIS_FALLBACK_POLL_S by a thread of this process; it also steers the caches.
+        outages = OutageRepository(db)
+        self.outage_watch = OutageWatch(outages, cache.mode, clock, settings.redis_fallback_poll_s)
+        self.outage_watch.start()
+        self.locks = UserLocks(
+            redis_store, LeaseRepository(db), outages, self.outage_watch, settings, clock
+        )
         self.tokens = tokens
         self.clock = clock
         self.sender = sender
@@ -237,38 +243,12 @@ class ChatService:
             self.on_change(user_id, False)
         return count
 
-    @contextlib.contextmanager
-    def user_lock(self, user_id: str) -> Iterator[None]:
-        """One message per user at a time, across every worker of every instance.
-
-        Redis is the only lock: every instance must agree on one. An instance that
-        cannot reach Redis refuses chat turns (503) rather than taking a lock of its
-        own that another instance, seeing Redis, would not check. The lock's timeout
-        outlasts a turn: every database call of a turn runs under a shorter deadline.
-        """
-        timeout, wait = self.settings.lock_timeout_s, self.settings.lock_wait_s
-        client = self.redis.client
-        assert client is not None, "RedisStore.init_app was not called"
-        try:
-            lock = client.lock(
-                self.redis.key("lock", "user", user_id), timeout=timeout, blocking_timeout=wait
-            )
-            acquired = lock.acquire()
-        except redis.RedisError:
-            raise ServiceUnavailableError(
-                "Chat is briefly unavailable; try again shortly."
-            ) from None
-        if not acquired:
-            raise BusyError("Another message from you is still being processed; retry shortly.")
-        try:
-            yield
-        finally:
-            try:
-                lock.release()
-            except redis.RedisError as exc:  # expired or Redis gone: it times out by itself
-                log.warning(
-                    "could not release the lock of user %s: %s", user_id, type(exc).__name__
-                )
+    def user_lock(self, user_id: str) -> contextlib.AbstractContextManager[None]:
+        """One message per user at a time, across every worker of every instance: the
+        Redis lock, or a MongoDB lease when Redis is out of reach (chatbot/chat/locks.py).
+        The lock's timeout outlasts a turn: every database call of a turn runs under a
+        shorter deadline."""
+        return self.locks.hold(user_id)
 
 
 def history_item(message: dict[str, Any]) -> dict[str, Any]:

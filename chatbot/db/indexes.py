@@ -76,6 +76,9 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     # Receipts not applied yet (chatbot/db/receipts.py): a user's, for reads of messages.
     "receipts": [IndexModel([("userId", ASCENDING)], name="userId_1")],
+    # Per-user leases while Redis is out of reach (chatbot/db/leases.py): the sweep of
+    # expired ones. `outages` holds one document, by `_id`.
+    "leases": [IndexModel([("expiresAt", ASCENDING)], name="expiresAt_1")],
     "sessions": [
         IndexModel([("userId", ASCENDING)], unique=True, name="userId_1"),
         # A TTL index where the server has them (see FALLBACKS for FerretDB).

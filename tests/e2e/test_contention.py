@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pymongo
 import pytest
@@ -24,23 +23,20 @@ def blind_instance(stack, tmp_path):
     app.stop()
 
 
-def test_only_the_instance_holding_the_lock_processes_a_users_turns(stack, blind_instance):
+def test_both_instances_answer_one_message_of_a_user_at_a_time(stack, blind_instance):
+    """The blind instance takes MongoDB leases (chatbot/chat/locks.py); the seeing one,
+    once its outage watch has seen the window, takes the lease as well as the Redis lock:
+    both answer, never two turns of the user at once, every answer once and in order."""
     seeing = HttpChat(f"http://127.0.0.1:{stack.apps[0].port}", "081300000301")
     for text in ("halo", "ya", "1", "Budi", TODDLER_TODAY, "1", "38", "ya"):
         seeing.say(text)
     blind = HttpChat(f"http://127.0.0.1:{blind_instance.port}", seeing.phone, seeing.token)
     statuses: dict[str, list[int]] = {"seeing": [], "blind": []}
-    refused_in: list[float] = []
 
     def send(chat: HttpChat, name: str) -> None:
-        for i in range(5):
-            started = time.monotonic()
+        for i in range(4):
             reply = chat.send("ya", f"{name}-{i}-{seeing.phone}")
             statuses[name].append(reply.status)
-            if name == "blind":
-                refused_in.append(time.monotonic() - started)
-                assert reply.headers.get("Retry-After"), reply.headers
-                assert reply.json()["error"]["code"] == "service_unavailable"
 
     threads = [
         threading.Thread(target=send, args=(seeing, "seeing")),
@@ -50,9 +46,8 @@ def test_only_the_instance_holding_the_lock_processes_a_users_turns(stack, blind
         t.start()
     for t in threads:
         t.join()
-    assert statuses == {"seeing": [201] * 5, "blind": [503] * 5}, stack.logs()
-    assert max(refused_in) < 1.0, refused_in
-    # The blind instance still serves reads (the user comes from MongoDB there).
+    assert statuses == {"seeing": [201] * 4, "blind": [201] * 4}, stack.logs()
+    # The blind instance serves reads too (the user comes from MongoDB there).
     assert blind.get("/api/v1/chat/messages?limit=5").status == 200
     uri = stack.apps[0].app_env["MONGO_URI"]
     with pymongo.MongoClient(uri) as client:
@@ -61,9 +56,11 @@ def test_only_the_instance_holding_the_lock_processes_a_users_turns(stack, blind
         questionnaire = db["questionnaires"].find_one(
             {"userId": user["_id"], "status": "in_progress"}
         )
-        # The five answers of the lock holder, in order, none twice; nothing from the other.
-        assert [a["number"] for a in questionnaire["answers"]] == [1, 2, 3, 4, 5]
-        assert (
-            db["messages"].count_documents({"userId": user["_id"], "turn": {"$regex": "^blind"}})
-            == 0
-        )
+        # Eight answers, in order, none twice: the turns never overlapped.
+        assert [a["number"] for a in questionnaire["answers"]] == list(range(1, 9))
+        for name in ("seeing", "blind"):
+            handled = db["messages"].count_documents(
+                {"userId": user["_id"], "turn": {"$regex": f"^{name}"}, "direction": "inbound"}
+            )
+            assert handled == 4
+        assert db["leases"].count_documents({}) == 0  # every lease given back

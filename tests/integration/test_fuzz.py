@@ -24,6 +24,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from chatbot.api.docs import openapi
+from chatbot.services import services
 from chatbot.settings import Settings
 from tests.support import TODDLER, ApiChat
 
@@ -69,6 +70,18 @@ def settings(settings: Settings) -> Settings:
     """The conftest's settings, with the one-time-code limit raised like the others'
     (10 per minute would answer most generated /chat/verify requests with 429)."""
     return replace(settings, verify_rate_limit="10000 per minute")
+
+
+@pytest.fixture
+def app(app):
+    """The conftest's app with its outage watch's thread stopped (its first read done).
+
+    The thread polls the database, and PyMongo's server selection draws from the global
+    `random` module, which Hypothesis requires nothing to touch while it generates.
+    """
+    with app.app_context():
+        services().chat.outage_watch.stop()
+    return app
 
 
 @pytest.fixture
