@@ -254,6 +254,23 @@ class Redis(Service):
         ]  # fmt: skip
 
 
+def init_db(app_env: dict[str, str], wait_s: float = 20.0) -> str:
+    """`flask chatbot init-db` with the app's environment: the indexes, made once by one
+    process before any instance starts, as `make run` and the deployments do (nothing in
+    the instances creates them; chatbot/db/indexes.py says why). Returns its output."""
+    env = dict(os.environ)
+    env.update(app_env)
+    env.setdefault("INSTANCE_ID", "init-db")
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "chatbot", "init-db",
+         "--wait", str(wait_s)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=wait_s + 60, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"init-db failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
 class Gunicorn(Service):
     name = "gunicorn"
 
