@@ -11,6 +11,8 @@
 #   trusted on loopback without a password:
 #       postgres://postgres@127.0.0.1:PORT/ferretdb
 #   (`psql -h 127.0.0.1 -p PORT -U postgres ferretdb` to look inside).
+# - POSTGRES_MAX_CONNECTIONS (100): PostgreSQL's max_connections; more than FerretDB's
+#   pool_max_conns (devtools/stack_env.sh sizes both, docs/ferretdb.md).
 # - --throwaway: a cluster whose data may be lost (tests, benchmarks): no fsync at all.
 # - The server is exec'd, so signals reach it directly: INT is a fast shutdown
 #   (clients disconnected), TERM a "smart" one (it waits for clients to leave).
@@ -83,7 +85,7 @@ fi
 settings=(
   -c listen_addresses=127.0.0.1 -c port="$port"
   -c unix_socket_directories=  # TCP only: nothing outside DATA_DIR, no clash with the system cluster
-  -c max_connections=100       # FerretDB opens at most 50 per pool
+  -c max_connections="${POSTGRES_MAX_CONNECTIONS:-100}"  # above FerretDB's pool_max_conns
   -c shared_buffers=32MB       # dev data is small; Debian's default is 128MB
   -c log_checkpoints=off
   # synchronous_commit=off: a commit returns before its WAL reaches the disk. A crash of

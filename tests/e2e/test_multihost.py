@@ -128,7 +128,7 @@ class BridgedFerretDB(FerretDB):
         return [
             str(FERRETDB_BIN),
             f"-listen={GATEWAY}:{self.port}",
-            f"-postgresql-url={self.postgresql_url}",
+            f"-postgresql-url={self.postgresql_url}?pool_max_conns={self.pool_max_conns}",
         ]
 
     def start(self) -> None:
