@@ -18,6 +18,9 @@
 #   (clients disconnected), TERM a "smart" one (it waits for clients to leave).
 # - As root, initdb and postgres (which refuse root) run as the `postgres` system
 #   user, which must be able to reach DATA_DIR (every parent directory traversable).
+# - POSTGRES_PDEATHSIG (unset): a signal name (INT) the server gets when this script's
+#   parent dies (make run's supervisord), so a killed supervisor leaves no postmaster.
+#   Given to the exec'ing setpriv, after its --reuid: a change of user clears one set before.
 # Debian's `postgresql` package (installed by devtools/setup.sh) provides the programs;
 # its system cluster on 5432, if running, is not touched.
 set -euo pipefail
@@ -97,5 +100,10 @@ settings=(
 if [ "$throwaway" = 1 ]; then
   # Nothing worth keeping: no fsync at all, no torn-page protection.
   settings+=(-c fsync=off -c full_page_writes=off)
+fi
+if [ -n "${POSTGRES_PDEATHSIG:-}" ]; then
+  # setpriv sets it after changing the user (util-linux 2.38), so it survives --reuid.
+  [ ${#exec_postgres[@]} -gt 0 ] || exec_postgres=(setpriv)
+  exec_postgres+=(--pdeathsig "$POSTGRES_PDEATHSIG" --)
 fi
 exec "${exec_postgres[@]}" "$bin/postgres" -D "$dir" "${settings[@]}"
