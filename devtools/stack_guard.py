@@ -77,6 +77,20 @@ def describe(p: psutil.Process) -> str:
         return "?"
 
 
+def stray_nginx_worker(p: psutil.Process, port: int, variable: str) -> bool:
+    """An nginx worker whose master is gone (its title names no path), started from this
+    checkout and holding this stack's own nginx port: left by an earlier run."""
+    try:
+        return (
+            variable == "STACK_PORT"
+            and p.name() == "nginx"
+            and p.ppid() == 1
+            and p.cwd() == os.environ.get("STACK_ROOT", os.getcwd())
+        )
+    except psutil.Error:
+        return False
+
+
 def holder(port: int) -> psutil.Process | None:
     for c in psutil.net_connections(kind="tcp"):
         if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
@@ -124,6 +138,9 @@ def main() -> int:
         port = int(os.environ[variable])
         while (p := holder(port)) is not None and ours(p, var) and time.monotonic() < deadline:
             time.sleep(0.1)
+        if p is not None and stray_nginx_worker(p, port, variable):
+            stop([p])
+            p = holder(port)
         if p is not None:
             print(
                 f"chatbot: port {port} ({what}, {variable}) is held by pid {p.pid}, "

@@ -91,6 +91,10 @@ def stop_kind(number: int, unclean_every: int) -> str:
     return ("Ctrl-C", "TERM", "HUP")[(number - 1) % 3]
 
 
+def _default_int() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def one_start(
     number: int, kind: str, env: dict[str, str], log: Path, previous: set[int]
 ) -> tuple[Start, set[int]]:
@@ -103,6 +107,9 @@ def one_start(
         run = subprocess.Popen(
             ["bash", "devtools/run.sh"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,  # a process group of its own, as a terminal gives it
+            # INT as a terminal delivers it, even when this loop runs in the background
+            # of a shell (which ignores INT there, and bash cannot trap an ignored signal).
+            preexec_fn=_default_int,
         )  # fmt: skip
     began = time.monotonic()
     mine: set[int] = set()
