@@ -126,6 +126,13 @@ def one_start(
             start.healthy_s = time.monotonic() - began
         family = {run.pid, *(c.pid for c in psutil.Process(run.pid).children(recursive=True))}
         mine = set(family)
+        # /health answers once one instance is up; init starts the second just after.
+        while not start.problem and None in port_holders(env).values():
+            if time.monotonic() - began > HEALTHY_WITHIN_S:
+                start.problem = f"not every port held within {HEALTHY_WITHIN_S:g} s"
+            time.sleep(0.2)
+        family = {run.pid, *(c.pid for c in psutil.Process(run.pid).children(recursive=True))}
+        mine = set(family)
         if not start.problem:
             holders = port_holders(env)
             strangers = {v: pid for v, pid in holders.items() if pid not in family}

@@ -66,13 +66,15 @@ def test_three_starts_one_unclean_each_healthy_and_nothing_left(stack_env):
     kinds = ["Ctrl-C", "SIGKILL supervisord", "HUP"]
     previous: set[int] = set()
     results = []
+    left_behind = None
     for number, kind in enumerate(kinds, start=1):
         if number == 3:
-            _leave_a_redis_behind(env)
+            left_behind = _leave_a_redis_behind(env)
         result, previous = start_loop.one_start(number, kind, env, log, previous)
         print(result.line())
         results.append(result)
         assert result.ok, f"{result.line()}\n{log.read_text(errors='replace')[-4000:]}"
+    assert left_behind is not None and left_behind.wait(10) is not None  # stopped by the start
     assert "left by an earlier run: redis-server" in log.read_text(errors="replace")
     assert stack_guard.leftovers(env["STACK_VAR"]) == []
 
@@ -102,11 +104,11 @@ def test_a_port_held_by_another_process_is_one_line_and_no_start(stack_env):
     assert stack_guard.leftovers(env["STACK_VAR"]) == []
 
 
-def _leave_a_redis_behind(env: dict[str, str]) -> None:
+def _leave_a_redis_behind(env: dict[str, str]) -> subprocess.Popen:
     """A Redis of this stack that nobody stopped (its data directory is STACK_VAR/redis)."""
     data = Path(env["STACK_VAR"]) / "redis"
     data.mkdir(parents=True, exist_ok=True)
-    subprocess.Popen(
+    proc = subprocess.Popen(
         ["redis-server", "--port", env["STACK_REDIS_PORT"], "--bind", "127.0.0.1", "--save", ""],
         cwd=data, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
@@ -114,3 +116,4 @@ def _leave_a_redis_behind(env: dict[str, str]) -> None:
     while stack_guard.holder(int(env["STACK_REDIS_PORT"])) is None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    return proc
