@@ -12,13 +12,11 @@ import sys
 from pathlib import Path
 
 import psutil
-from pymongo.errors import PyMongoError
 
 from chatbot import metrics_dir
-from chatbot.db.indexes import ensure_indexes_with
 from chatbot.errors import ConfigError
 from chatbot.logs import LOG_FORMAT, RENAME_FIELDS
-from chatbot.settings import GunicornSettings, Settings
+from chatbot.settings import GunicornSettings
 
 try:
     _settings = GunicornSettings.from_env()
@@ -222,18 +220,12 @@ def post_worker_init(worker):
 
 
 def when_ready(server):
-    """Master process, once per start: create the MongoDB indexes (idempotent).
+    """Master process, once per start: start the instance's one metrics collector.
 
-    Through chatbot.db.indexes, like `init-db` and the sweeper: a client of its own with
-    the app's MongoDB settings and timeouts, closed before any worker forks. If the
-    database does not answer within HEALTH_TIMEOUT_S the service still starts (degraded);
-    the sweeper creates the indexes later.
+    No index creation here: `flask chatbot init-db` makes them once, before the instances
+    start (the stack's `init` step, chatbot-init-db.service); every master creating them
+    at once, while the first requests arrive, is what wedged FerretDB (chatbot/db/indexes.py).
     """
-    try:
-        ensure_indexes_with(Settings.from_env())
-    except PyMongoError as exc:
-        server.log.warning("could not create indexes at start-up: %s", type(exc).__name__)
-    # Then the instance's one metrics collector (snapshots and alerts; docs/monitoring.md).
     metrics.start_collector(server)
 
 

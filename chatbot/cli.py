@@ -11,9 +11,10 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from chatbot.db import DatabaseError
 from chatbot.db.archive import MessageArchive
 from chatbot.db.banks import BankRepository
-from chatbot.db.indexes import ensure_indexes, server_has_ttl
+from chatbot.db.indexes import ensure_indexes_with, server_has_ttl
 from chatbot.db.leases import LeaseRepository
 from chatbot.db.questionnaires import QuestionnaireRepository
 from chatbot.db.receipts import ReceiptLog
@@ -30,13 +31,39 @@ cli = AppGroup("chatbot", help="Operate the chatbot service.")
 
 
 @cli.command("init-db")
-def init_db() -> None:
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for the database to answer (asked again every second).",
+)
+def init_db(wait_s: float) -> None:
     """Create every index (idempotent) and say whether sessions have a TTL index.
 
-    Through the app's client, so with the MONGO_* settings and timeouts, like start-up
-    and the sweeper (chatbot/db/indexes.py).
+    Run once per start, before any instance serves, by one process: nothing else creates
+    indexes (chatbot/db/indexes.py says why). With the MONGO_* settings and timeouts, on
+    a client of its own. Exits 1, saying so, when the database did not answer within
+    --wait seconds; the caller decides whether to try again (`make run` does, the systemd
+    unit too).
     """
-    report = ensure_indexes(mongo.db)
+    settings = current_app.config["SETTINGS"]
+
+    def waiting(exc: DatabaseError, left: float) -> None:
+        click.echo(
+            f"init-db: the database does not answer yet ({type(exc).__name__}); "
+            f"trying again for {left:.0f} s more",
+            err=True,
+        )
+
+    try:
+        report = ensure_indexes_with(settings, wait_s, waiting)
+    except DatabaseError as exc:
+        raise click.ClickException(
+            f"the database did not answer within {wait_s:g} s ({type(exc).__name__}); "
+            "no index was created"
+        ) from None
     for collection, names in report.items():
         click.echo(f"{collection}: {', '.join(names)}")
     ttl = server_has_ttl(mongo.db)
@@ -85,10 +112,8 @@ def sweep(every: int) -> None:
 def run_sweep() -> dict[str, int]:
     settings = current_app.config["SETTINGS"]
     now = services().clock.now()
-    # The indexes (chatbot/db/indexes.py), through the app's client like start-up and
-    # init-db: cheap when they exist; made here when the database was down at start-up
-    # or was restored without them.
-    ensure_indexes(mongo.db)
+    # No index creation here: init-db made them before the instances started, and one
+    # made while requests run can wedge FerretDB (chatbot/db/indexes.py).
     report = {
         "sessionsDeleted": SessionRepository(mongo.db).delete_expired(now),
         "codesDeleted": VerificationRepository(mongo.db).delete_expired(now),

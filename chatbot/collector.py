@@ -40,7 +40,6 @@ import psutil
 from prometheus_client import multiprocess
 
 from chatbot.db import DatabaseError, Mongo, deadline
-from chatbot.db.indexes import ensure_indexes
 from chatbot.db.metrics import AlertRepository, MetricsRepository
 from chatbot.logs import configure_logging
 from chatbot.metrics import CACHE_OUTCOMES, CACHE_TIERS, SHED_REASONS
@@ -555,7 +554,6 @@ class Collector:
         # and belongs in the first interval.
         self.previous = Reading()
         self.previous_at = time.monotonic()
-        self.indexed = False
         self.pruned_at = 0.0
 
     def master_alive(self) -> bool:
@@ -577,9 +575,6 @@ class Collector:
         self.previous, self.previous_at = current, at
         try:
             with deadline(RUN_DEADLINE_S):
-                if not self.indexed:
-                    ensure_indexes(self.db)
-                    self.indexed = True
                 self.snapshots.save(snapshot)
                 self.alerter.evaluate(snapshot, snapshot["timestamp"])
                 if at - self.pruned_at >= PRUNE_EVERY_S or not self.pruned_at:

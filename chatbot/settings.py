@@ -262,7 +262,10 @@ class Settings:
     mongo_server_selection_timeout_ms: int = var("MONGO_SERVER_SELECTION_TIMEOUT_MS", 2000, ge=1)
     mongo_connect_timeout_ms: int = var("MONGO_CONNECT_TIMEOUT_MS", 2000, ge=1)
     mongo_socket_timeout_ms: int = var("MONGO_SOCKET_TIMEOUT_MS", 5000, ge=1)
-    mongo_max_pool_size: int = var("MONGO_MAX_POOL_SIZE", 50, ge=1)
+    # Connections per worker process: GUNICORN_THREADS's default, since a worker runs at
+    # most that many requests at once (more could never be used; docs/ferretdb.md counts
+    # them against FerretDB's PostgreSQL pool).
+    mongo_max_pool_size: int = var("MONGO_MAX_POOL_SIZE", 16, ge=1)
     # Every request's database calls together (pymongo.timeout()).
     mongo_request_timeout_s: float = var("MONGO_REQUEST_TIMEOUT_S", 1.0, ge=0.05)
 

@@ -68,7 +68,7 @@ sys.path.insert(0, str(ROOT))
 from bson import ObjectId  # noqa: E402 -- after sys.path, like the rest
 from pymongo import monitoring  # noqa: E402
 
-from tests.harness import FerretDB, Gunicorn, Nginx, Redis, http  # noqa: E402 -- after sys.path
+from tests.harness import FerretDB, Gunicorn, Nginx, Redis, http, init_db  # noqa: E402 -- after sys.path
 
 VEGETA = ROOT / ".build" / "bin" / "vegeta"
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -471,6 +471,7 @@ class Stack:
             if service:
                 service.start()
                 self.started.append(service)
+        init_db(self.app_env())
         for n in range(1, INSTANCES + 1):
             app = Gunicorn(self.root / f"app{n}", f"app{n}", self.app_env())
             app.start()

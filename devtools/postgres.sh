@@ -11,11 +11,16 @@
 #   trusted on loopback without a password:
 #       postgres://postgres@127.0.0.1:PORT/ferretdb
 #   (`psql -h 127.0.0.1 -p PORT -U postgres ferretdb` to look inside).
+# - POSTGRES_MAX_CONNECTIONS (100): PostgreSQL's max_connections; more than FerretDB's
+#   pool_max_conns (devtools/stack_env.sh sizes both, docs/ferretdb.md).
 # - --throwaway: a cluster whose data may be lost (tests, benchmarks): no fsync at all.
 # - The server is exec'd, so signals reach it directly: INT is a fast shutdown
 #   (clients disconnected), TERM a "smart" one (it waits for clients to leave).
 # - As root, initdb and postgres (which refuse root) run as the `postgres` system
 #   user, which must be able to reach DATA_DIR (every parent directory traversable).
+# - POSTGRES_PDEATHSIG (unset): a signal name (INT) the server gets when this script's
+#   parent dies (make run's supervisord), so a killed supervisor leaves no postmaster.
+#   Given to the exec'ing setpriv, after its --reuid: a change of user clears one set before.
 # Debian's `postgresql` package (installed by devtools/setup.sh) provides the programs;
 # its system cluster on 5432, if running, is not touched.
 set -euo pipefail
@@ -83,7 +88,7 @@ fi
 settings=(
   -c listen_addresses=127.0.0.1 -c port="$port"
   -c unix_socket_directories=  # TCP only: nothing outside DATA_DIR, no clash with the system cluster
-  -c max_connections=100       # FerretDB opens at most 50 per pool
+  -c max_connections="${POSTGRES_MAX_CONNECTIONS:-100}"  # above FerretDB's pool_max_conns
   -c shared_buffers=32MB       # dev data is small; Debian's default is 128MB
   -c log_checkpoints=off
   # synchronous_commit=off: a commit returns before its WAL reaches the disk. A crash of
@@ -95,5 +100,10 @@ settings=(
 if [ "$throwaway" = 1 ]; then
   # Nothing worth keeping: no fsync at all, no torn-page protection.
   settings+=(-c fsync=off -c full_page_writes=off)
+fi
+if [ -n "${POSTGRES_PDEATHSIG:-}" ]; then
+  # setpriv sets it after changing the user (util-linux 2.38), so it survives --reuid.
+  [ ${#exec_postgres[@]} -gt 0 ] || exec_postgres=(setpriv)
+  exec_postgres+=(--pdeathsig "$POSTGRES_PDEATHSIG" --)
 fi
 exec "${exec_postgres[@]}" "$bin/postgres" -D "$dir" "${settings[@]}"

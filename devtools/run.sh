@@ -15,6 +15,11 @@
 #                 generated once into $STACK_VAR/proxy_secret
 # While it runs: `make status`, `make restart` (rolling, no failed request),
 # `devtools/stackctl restart app1 | signal HUP app1 | ...`.
+# Stopping: Ctrl-C, TERM or HUP (the terminal closed) to this script stop every process,
+# then supervisord, then this script. supervisord runs in a session of its own, so the
+# terminal's signals reach this script only (supervisord's own HUP would mean "reload");
+# it and every program it starts get a parent-death signal, so a SIGKILLed supervisord
+# (or this script SIGKILLed) leaves nothing running either.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source devtools/stack_env.sh
@@ -23,6 +28,9 @@ if [ -S "$STACK_SUPERVISOR_SOCKET" ] && .venv/bin/supervisorctl -s "unix://$STAC
   echo "chatbot: a stack already runs from $STACK_VAR (devtools/stackctl status)" >&2
   exit 1
 fi
+# What an earlier run left (by STACK_VAR: pid files, environments, command lines) is
+# stopped and named; a port held by anybody else is a one-line error.
+.venv/bin/python devtools/stack_guard.py
 mkdir -p "$STACK_VAR/redis" "$STACK_VAR/run" "$STACK_VAR/supervisor" "$NGINX_PREFIX"
 # SECRET_KEY and PROXY_SECRET, unless set: random ones generated once into $STACK_VAR (0600).
 source devtools/secret_key.sh
@@ -36,4 +44,19 @@ if [ "$STACK_EMBEDDED_MONGO" = true ]; then
   echo "chatbot: FerretDB's PostgreSQL postgres://postgres@127.0.0.1:${STACK_PG_PORT}/ferretdb (data in $STACK_VAR/postgres)"
 fi
 echo "chatbot: processes: devtools/stackctl status; rolling restart: make restart"
-exec .venv/bin/supervisord -c devtools/supervisord.conf
+setsid setpriv --pdeathsig TERM -- .venv/bin/supervisord -c devtools/supervisord.conf &
+supervisor=$!
+stop() {
+  trap '' INT TERM HUP
+  echo "chatbot: stopping (signal $1)" >&2
+  kill -TERM "$supervisor" 2>/dev/null || true
+}
+trap 'stop INT' INT
+trap 'stop TERM' TERM
+trap 'stop HUP' HUP
+# wait returns early when a trapped signal arrives: wait again until supervisord is gone.
+status=0
+while kill -0 "$supervisor" 2>/dev/null; do
+  wait "$supervisor" && status=0 || status=$?
+done
+exit "$status"

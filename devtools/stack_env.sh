@@ -10,6 +10,19 @@ export STACK_MONGO_PORT=${STACK_MONGO_PORT:-27027}
 export STACK_REDIS_PORT=${STACK_REDIS_PORT:-6389}
 export STACK_PG_PORT=${STACK_PG_PORT:-5442}
 export SWEEP_INTERVAL_S=${SWEEP_INTERVAL_S:-300}
+# FerretDB's PostgreSQL pool and PostgreSQL's connections, sized from what the stack runs
+# so that the pool is never exhausted (docs/ferretdb.md, "The pool arithmetic"; an
+# exhausted pool wedges FerretDB v1.24.2). Threads that may talk to the database at once:
+# 2 instances x WEB_CONCURRENCY workers x GUNICORN_THREADS, plus the sweeper, the two
+# collectors, init and the watchdog (5). Each may hold 2 PostgreSQL connections (its
+# command, and a cursor not closed yet); 10 more for people and tests (psql, a client).
+# tests/harness.py's database_pool() is the same sum.
+stack_workers=${WEB_CONCURRENCY:-$(nproc)}
+stack_threads=$(( 2 * stack_workers * ${GUNICORN_THREADS:-16} + 5 ))
+export FERRETDB_POOL_MAX_CONNS=${FERRETDB_POOL_MAX_CONNS:-$(( 2 * stack_threads + 10 ))}
+# PostgreSQL: the pool, and 10 more (its 3 reserved superuser slots, a psql).
+export POSTGRES_MAX_CONNECTIONS=${POSTGRES_MAX_CONNECTIONS:-$(( FERRETDB_POOL_MAX_CONNS + 10 ))}
+unset stack_workers stack_threads
 # The embedded PostgreSQL + FerretDB and Redis run unless MONGO_URI / REDIS_URL name
 # servers of your own (supervisord's autostart of those programs).
 if [ -z "${MONGO_URI:-}" ]; then

@@ -45,6 +45,20 @@ render_nginx = functools.partial(_render_nginx, proxy_secret=PROXY_SECRET)
 _HANDED_OUT: set[int] = set()
 
 
+def database_pool(workers: int = 2, threads: int = 16, instances: int = 2) -> int:
+    """FerretDB's pool_max_conns for a stack of `instances` x `workers` x `threads`: the
+    sum devtools/stack_env.sh makes (docs/ferretdb.md, the pool arithmetic): every thread
+    that may talk to the database (5 beside the instances' threads), 2 connections each,
+    and 10 to spare."""
+    return 2 * (instances * workers * threads + 5) + 10
+
+
+# The harness's FerretDB and PostgreSQL, sized for the end-to-end stack (2 instances of
+# 2 workers x 16 threads) and whatever the tests open beside it.
+FERRETDB_POOL_MAX_CONNS = database_pool()
+POSTGRES_MAX_CONNECTIONS = FERRETDB_POOL_MAX_CONNS + 10
+
+
 def free_port() -> int:
     """A free loopback port, never one handed out before in this process.
 
@@ -156,6 +170,9 @@ class Postgres(Service):
     def command(self) -> list[str]:
         return ["bash", str(POSTGRES_SCRIPT), str(self.data_dir), str(self.port), "--throwaway"]
 
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "POSTGRES_MAX_CONNECTIONS": str(POSTGRES_MAX_CONNECTIONS)}
+
     def start(self) -> None:
         super().start()
         # The port opens before the server accepts sessions ("starting up"): wait for those.
@@ -181,6 +198,7 @@ class FerretDB(Service):
     """FerretDB on PostgreSQL: `postgresql_url` (a `Postgres.url`), else a cluster of its own.
 
     `sqlite=True` runs it on its SQLite backend instead (data in the workdir).
+    `pool_max_conns`: its PostgreSQL pool (FERRETDB_POOL_MAX_CONNS unless given).
     """
 
     name = "ferretdb"
@@ -192,6 +210,7 @@ class FerretDB(Service):
         *,
         postgresql_url: str | None = None,
         sqlite: bool = False,
+        pool_max_conns: int = FERRETDB_POOL_MAX_CONNS,
     ) -> None:
         super().__init__(workdir, port)
         self.sqlite = sqlite
@@ -200,6 +219,7 @@ class FerretDB(Service):
             self.postgres = Postgres(workdir / "postgres")
             postgresql_url = self.postgres.url
         self.postgresql_url = postgresql_url
+        self.pool_max_conns = pool_max_conns
 
     @property
     def uri(self) -> str:
@@ -211,7 +231,7 @@ class FerretDB(Service):
         backend = (
             [f"-data={self.workdir / 'data'}"]
             if self.sqlite
-            else [f"-postgresql-url={self.postgresql_url}"]
+            else [f"-postgresql-url={self.postgresql_url}?pool_max_conns={self.pool_max_conns}"]
         )
         return [str(FERRETDB_BIN), f"-listen=127.0.0.1:{self.port}", *backend]
 
@@ -252,6 +272,23 @@ class Redis(Service):
             "--save", "",
             "--appendonly", "no",
         ]  # fmt: skip
+
+
+def init_db(app_env: dict[str, str], wait_s: float = 20.0) -> str:
+    """`flask chatbot init-db` with the app's environment: the indexes, made once by one
+    process before any instance starts, as `make run` and the deployments do (nothing in
+    the instances creates them; chatbot/db/indexes.py says why). Returns its output."""
+    env = dict(os.environ)
+    env.update(app_env)
+    env.setdefault("INSTANCE_ID", "init-db")
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "chatbot", "init-db",
+         "--wait", str(wait_s)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=wait_s + 60, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"init-db failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
 
 
 class Gunicorn(Service):

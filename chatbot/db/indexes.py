@@ -1,20 +1,28 @@
 """Every index the service needs, and the one function that creates them.
 
 `ensure_indexes()` is the only creator, always on a database of a `Mongo`
-(chatbot/db/mongo.py) built from the settings, so with their timeouts: gunicorn's master
-at start-up (`ensure_indexes_with()`, a client of its own closed before the workers
-fork), `flask chatbot init-db`, the sweeper (the app's client) and the metrics
-collector before its first save (it may start while the database is down). Idempotent.
+(chatbot/db/mongo.py) built from the settings, so with their timeouts. It runs once per
+start, from one process, before any instance serves: `flask chatbot init-db` (the stack's
+`init` step, the deployments' chatbot-init-db.service, the test harness), which waits for
+the database with `ensure_indexes_with(settings, wait_s)`. Idempotent.
+
+Nothing else creates indexes while the service runs. On FerretDB's PostgreSQL backend
+(v1.24.2) every createIndexes takes the metadata registry's write lock and holds it while
+it waits for a PostgreSQL connection; requests holding connections then wait on that lock,
+and nothing moves again (docs/ferretdb.md, "Index creation and the pool"). Index creation
+from every gunicorn master, collector and sweep at once is what wedged `make run`'s starts.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.database import Database
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, PyMongoError
 
 from chatbot.db.mongo import Mongo
 
@@ -23,6 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# How often ensure_indexes_with asks a database that did not answer again.
+RETRY_EVERY_S = 1.0
 NOT_IMPLEMENTED = 238  # FerretDB's answer to TTL indexes, $lookup and friends
 
 # collection -> indexes. The first block of each is the seed's; the rest serve our queries.
@@ -156,19 +166,34 @@ def ensure_indexes(db: Database[Any]) -> dict[str, list[str]]:
     return report
 
 
-def ensure_indexes_with(settings: Settings) -> dict[str, list[str]]:
+def ensure_indexes_with(
+    settings: Settings,
+    wait_s: float = 0.0,
+    on_retry: Callable[[PyMongoError, float], None] | None = None,
+) -> dict[str, list[str]]:
     """Create every index through a `Mongo` of its own, closed on return.
 
-    For a process without the app's client: gunicorn's master, before it forks its
-    workers (a PyMongo client must not cross a fork). The database first gets the budget
-    /health gives it (HEALTH_TIMEOUT_S) to answer a ping, so a stopped or frozen one delays
-    the start by that at most (a refused connection by 0.5 s); then the MONGO_* timeouts
-    apply. Raises PyMongoError when the database is not there.
+    The database first gets the budget /health gives it (HEALTH_TIMEOUT_S) to answer a
+    ping, so a stopped or frozen one costs that at most (a refused connection 0.5 s); it
+    is asked again every RETRY_EVERY_S until `wait_s` seconds have passed (0: one try),
+    `on_retry(error, seconds left)` called before each new try. Then the MONGO_* timeouts
+    apply. Raises the last PyMongoError when the database never answered.
     """
     mongo = Mongo()
     mongo.init_app(settings)
+    deadline = time.monotonic() + wait_s
     try:
-        mongo.ping(settings.health_timeout_s)
+        while True:
+            try:
+                mongo.ping(settings.health_timeout_s)
+                break
+            except PyMongoError as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                if on_retry is not None:
+                    on_retry(exc, left)
+                time.sleep(min(RETRY_EVERY_S, left))
         return ensure_indexes(mongo.db)
     finally:
         mongo.close()

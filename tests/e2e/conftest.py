@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import FerretDB, Gunicorn, Nginx, Redis, http
+from tests.harness import FerretDB, Gunicorn, Nginx, Redis, http, init_db
 
 
 @dataclass
@@ -60,6 +60,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "WEB_CONCURRENCY": "2",
             "LOG_LEVEL": "INFO",
         }
+        init_db(app_env)
         apps = [Gunicorn(root / name, name, app_env) for name in ("app1", "app2")]
         for app in apps:
             app.start()

@@ -397,3 +397,52 @@ def _watch_closing(address: str, closed_at: list[float], done: threading.Event) 
 
 def _replaced(current: set[int], gone: set[int], count: int) -> bool:
     return len(current) == count and not (current & gone)
+
+
+# --- the database under load (issue 14, item 2): nobody's hand, 0 lost, 0 twice --------
+
+
+def _database_pid(stack: Stack) -> int:
+    return int(stack.ctl("pid", "database").strip())
+
+
+def _healthy_again(stack: Stack, since: float, limit: float) -> float:
+    """Seconds from `since` until /health through nginx answers 200 (at most `limit`)."""
+    wait_for(
+        lambda: http("GET", stack.url + "/health", timeout=2).status == 200,
+        limit, "/health 200 again", stack,
+    )  # fmt: skip
+    return time.monotonic() - since
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGSTOP"])
+def test_ferretdb_killed_or_frozen_comes_back_by_itself(supervised: Stack, load: Load, how: str):
+    """SIGKILL: supervisord starts it again; SIGSTOP: the watchdog finds it frozen and kills it."""
+    stack = supervised
+
+    def event() -> str:
+        old = _database_pid(stack)
+        os.kill(old, getattr(signal, how))
+        hit = time.monotonic()
+        took = _healthy_again(stack, hit, 20)
+        wait_for(lambda: _database_pid(stack) != old, 5, "a new FerretDB", stack)
+        assert took < 10, took
+        return f"FerretDB {how}: /health 200 again {took:.1f} s later"
+
+    outcomes, note = under_load(load, event)
+    check(report(f"ferretdb-{how.lower()}", stack, outcomes, note), stack)
+
+
+def test_postgresql_killed_comes_back_by_itself(supervised: Stack, load: Load):
+    stack = supervised
+
+    def event() -> str:
+        postmaster = stack.var / "postgres" / "postmaster.pid"
+        old = int(postmaster.read_text().split("\n", 1)[0])
+        os.kill(old, signal.SIGKILL)
+        took = _healthy_again(stack, time.monotonic(), 20)
+        assert took < 10, took
+        return f"PostgreSQL SIGKILL: /health 200 again {took:.1f} s later"
+
+    outcomes, note = under_load(load, event)
+    check(report("postgresql-sigkill", stack, outcomes, note), stack)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.e2e.loadgen import Load, check, make_users, report, under_load
-from tests.harness import Gunicorn, Nginx, http
+from tests.harness import Gunicorn, Nginx, http, init_db
 
 pytestmark = pytest.mark.e2e
 
@@ -46,6 +46,7 @@ def guarded(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guarded
         CHAT_RATE_LIMIT="100000 per minute",
         RATE_LIMIT_DEFAULT="100000 per minute",
     )
+    init_db(env)
     apps = [Gunicorn(root / name, name, env) for name in ("guard1", "guard2")]
     started: list = []
     try:

@@ -24,7 +24,7 @@ import psutil
 import pymongo
 import pytest
 
-from tests.harness import ROOT, Gunicorn, http
+from tests.harness import ROOT, Gunicorn, http, init_db
 from tests.support import HttpChat
 
 pytestmark = pytest.mark.e2e
@@ -145,6 +145,7 @@ def instance(tmp_path_factory, mongo_uri, redis_url, receiver):
         "ALERT_WEBHOOK_TIMEOUT_S": "2",
         "LOG_LEVEL": "INFO",
     }
+    init_db(env)
     app = Gunicorn(tmp_path_factory.mktemp("monitoring"), "mon1", env)
     app.start()
     inst = Instance(app, env, mongo_uri)

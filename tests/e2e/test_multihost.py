@@ -30,7 +30,7 @@ import pytest
 
 from chatbot.ops import upstreams
 from tests.e2e.loadgen import Load, check, make_users, report, under_load
-from tests.harness import FERRETDB_BIN, ROOT, FerretDB, Redis, free_port, http
+from tests.harness import FERRETDB_BIN, ROOT, FerretDB, Redis, free_port, http, init_db
 
 NET = "10.213.7"
 GATEWAY = f"{NET}.1"  # the bridge's address, outside the namespaces
@@ -128,7 +128,7 @@ class BridgedFerretDB(FerretDB):
         return [
             str(FERRETDB_BIN),
             f"-listen={GATEWAY}:{self.port}",
-            f"-postgresql-url={self.postgresql_url}",
+            f"-postgresql-url={self.postgresql_url}?pool_max_conns={self.pool_max_conns}",
         ]
 
     def start(self) -> None:
@@ -218,6 +218,8 @@ def two_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoHosts]:
                 CHAT_RATE_LIMIT="100000 per minute",
                 RATE_LIMIT_DEFAULT="100000 per minute",
             )
+            if not procs:  # once, from this host, before the first instance starts
+                init_db(env)
             command = ["ip", "netns", "exec", network.namespace(name), sys.executable, "-m"]
             command += ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
             procs[name] = _spawn(name, command, env, logs, root)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from dataclasses import replace
 
@@ -10,8 +11,9 @@ import pymongo
 import pytest
 from pymongo.errors import PyMongoError
 
+from chatbot import create_app
 from chatbot.db.indexes import INDEXES, ensure_indexes_with
-from tests.harness import free_port
+from tests.harness import FerretDB, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -49,3 +51,32 @@ def test_a_frozen_database_delays_start_up_by_the_health_budget_only(settings):
         with pytest.raises(PyMongoError):
             ensure_indexes_with(frozen)
         assert time.monotonic() - started < 3
+
+
+def test_init_db_waits_for_a_database_that_comes_up_late(settings, postgres, tmp_path):
+    if postgres is None:
+        pytest.skip("MONGO_URI points at an outside server")
+    late = FerretDB(tmp_path / "late", postgresql_url=postgres.url)
+    starter = threading.Timer(1.5, late.start)
+    starter.start()
+    retries: list[str] = []
+    try:
+        report = ensure_indexes_with(
+            replace(settings, mongo_uri=late.uri),
+            wait_s=30,
+            on_retry=lambda exc, left: retries.append(type(exc).__name__),
+        )
+    finally:
+        starter.join()
+        late.stop()
+    assert retries, "the database was up at once: nothing was waited for"
+    assert report == {c: [m.document["name"] for m in models] for c, models in INDEXES.items()}
+
+
+def test_init_db_says_why_when_the_database_never_answers(settings):
+    app = create_app(replace(settings, mongo_uri=f"mongodb://127.0.0.1:{free_port()}/"))
+    result = app.test_cli_runner().invoke(args=["chatbot", "init-db", "--wait", "1.5"])
+    assert result.exit_code == 1, result.output
+    assert "the database does not answer yet (ServerSelectionTimeoutError)" in result.output
+    assert "did not answer within 1.5 s" in result.output
+    assert "no index was created" in result.output

@@ -20,7 +20,7 @@ def test_the_systemd_units_verify(tmp_path):
     template = tmp_path / "chatbot@.service"
     (tmp_path / "chatbot@app1.service").write_text(template.read_text())
     names = ["chatbot@app1.service", "chatbot-sweeper.service", "chatbot-nginx.service"]
-    names += ["chatbot-checker.service", "chatbot.target"]
+    names += ["chatbot-checker.service", "chatbot-init-db.service", "chatbot.target"]
     done = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", *[f"./{n}" for n in names]],
         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
@@ -38,3 +38,13 @@ def test_every_unit_restarts_on_exit_and_stops_gracefully():
     assert "KillSignal=SIGQUIT" in nginx and "-s reload" in nginx
     for unit in ("chatbot-sweeper.service", "chatbot-checker.service", "chatbot-nginx.service"):
         assert "Restart=always" in (UNITS / unit).read_text()
+
+
+def test_the_indexes_are_made_once_before_the_instances_and_the_sweeper_start():
+    init = (UNITS / "chatbot-init-db.service").read_text()
+    assert "Type=oneshot" in init and "RemainAfterExit=yes" in init
+    assert "chatbot init-db --wait" in init and "Restart=on-failure" in init
+    for unit in ("chatbot@.service", "chatbot-sweeper.service"):
+        text = (UNITS / unit).read_text()
+        assert "Requires=chatbot-init-db.service" in text, unit
+        assert "After=network-online.target chatbot-init-db.service" in text, unit
