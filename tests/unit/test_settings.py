@@ -94,7 +94,8 @@ def test_a_bad_proxy_secret_is_not_repeated_in_the_error():
 
 def test_blank_values_count_as_unset():
     s = Settings.from_env({"MONGO_DB": "  ", "MONGO_MAX_POOL_SIZE": "", "LOG_LEVEL": " DEBUG "})
-    assert (s.mongo_db, s.mongo_max_pool_size, s.log_level) == ("chatbot", 50, "DEBUG")
+    default_pool = Settings().mongo_max_pool_size
+    assert (s.mongo_db, s.mongo_max_pool_size, s.log_level) == ("chatbot", default_pool, "DEBUG")
 
 
 def test_values_built_in_code_are_validated_too():
