@@ -1,5 +1,5 @@
 # Entry points for people and CI. `make run` and `make test` do their own set-up.
-.PHONY: setup run test lint format bench clean status restart failover
+.PHONY: setup run test lint format bench clean status restart failover whatsapp
 
 setup:
 	@bash devtools/setup.sh
@@ -17,6 +17,12 @@ status:
 restart:
 	@bash -c 'source devtools/stack_env.sh && exec .venv/bin/python -m chatbot.ops.restart rolling $(NAMES) \
 	  --prefix "$$NGINX_PREFIX" --stop "devtools/stackctl stop {name}" --start "devtools/stackctl start {name}"'
+
+# While `make run` runs: chat as a WhatsApp number from this terminal, through the Graph
+# API emulator, the webhook and the queue workers (PHONE in international form, no +).
+PHONE ?= 6281200000001
+whatsapp:
+	@bash -c 'source devtools/stack_env.sh && exec .venv/bin/python devtools/graph_emulator.py chat $(PHONE) --emulator "http://127.0.0.1:$$STACK_GRAPH_PORT"'
 
 # The failover suite at full length: steady GETs and chat POSTs through nginx while an
 # instance is killed, restarted, reloaded (about 2.5 minutes; `make test` runs a short one).

@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         services,
         web,
     )
-    from chatbot.api import admin, chat, children, docs, worker
+    from chatbot.api import admin, chat, children, docs, whatsapp, worker
     from chatbot.cache import CacheMode, MemoryCache, RedisCache
     from chatbot.cli import cli
     from chatbot.extensions import cache, compress, mongo, redis_store
@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.register_blueprint(health.bp)
     for module in (chat, children, worker, admin, docs):
         app.register_blueprint(module.bp, url_prefix=api.PREFIX)
+    app.register_blueprint(whatsapp.bp)
     app.register_blueprint(web.bp)
     app.register_blueprint(dashboard.bp)
     app.cli.add_command(cli)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +23,7 @@ from chatbot.db.receipts import ReceiptLog
 from chatbot.db.sessions import SessionRepository
 from chatbot.db.settle import MessageSettler
 from chatbot.db.verifications import VerificationRepository
+from chatbot.db.whatsapp import WhatsAppEvents
 from chatbot.errors import BankError, InvalidPhoneError
 from chatbot.extensions import mongo
 from chatbot.phone import normalise_phone
@@ -28,6 +31,9 @@ from chatbot.screening.bank import load_bank_file
 from chatbot.services import services
 
 cli = AppGroup("chatbot", help="Operate the chatbot service.")
+
+# Statuses of a sent WhatsApp message come within days (read receipts the latest).
+WHATSAPP_SENT_IDS_DAYS = 30
 
 
 @cli.command("init-db")
@@ -127,6 +133,10 @@ def run_sweep() -> dict[str, int]:
     settled = run_settle(settings.settle_after_s, settings.settle_batch_size)
     report.update({f"messages{k.capitalize()}": v for k, v in settled.items()})
     report["messagesDelivered"] = ReceiptLog(mongo.db).apply(settings.settle_batch_size)
+    # WhatsApp send outcomes and status webhooks (chatbot/db/whatsapp.py).
+    events = WhatsAppEvents(mongo.db)
+    report["whatsappEventsApplied"] = events.apply(now, settings.settle_batch_size)
+    events.forget_sent_before(now - timedelta(days=WHATSAPP_SENT_IDS_DAYS))
     archived = run_archive(settings.archive_after_days, settings.archive_batch_size)
     report["messagesArchived"] = archived["moved"]
     if archived["unverified"]:
@@ -211,3 +221,35 @@ def grant_role(phone: str, role: str) -> None:
     if not services().users.set_role(number, role):
         raise click.ClickException(f"{number} has not started a chat yet")
     click.echo(f"{number} is now {role}")
+
+
+@cli.command("whatsapp-worker")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker threads (default WHATSAPP_WORKER_THREADS).",
+)
+def whatsapp_worker(threads: int | None) -> None:
+    """Run the WhatsApp queue's tasks (turns and sends) until TERM or INT.
+
+    One process; run several for more (supervisord's numprocs, WHATSAPP_WORKERS). A stop
+    lets the tasks in flight finish first; a task of a killed worker runs again on
+    another (chatbot/tasks.py). Every worker also runs the requeuer.
+    """
+    settings = current_app.config["SETTINGS"]
+    if not settings.whatsapp_enabled:
+        raise click.ClickException("WHATSAPP_ENABLED is off: there is nothing to work on")
+    queue = services().tasks
+    worker = queue.worker(threads or settings.whatsapp_worker_threads)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    requeuer = threading.Thread(target=queue.run_requeuer, args=(stop,), daemon=True)
+    worker.start()
+    requeuer.start()
+    click.echo(f"whatsapp worker: {worker.worker_threads} threads on queue whatsapp", err=True)
+    stop.wait()
+    click.echo("whatsapp worker: stopping (tasks in flight finish first)", err=True)
+    worker.stop()
+    queue.close()

@@ -179,6 +179,12 @@ class _Metrics:
             "Live worker processes.",
             multiprocess_mode="livesum",
         )
+        self.whatsapp_webhooks = Counter(
+            "chatbot_whatsapp_webhooks_total",
+            "WhatsApp webhook POSTs by outcome: accepted, empty, duplicate (messages seen "
+            "before), bad_signature, malformed.",
+            ["outcome"],
+        )
         self.started = Gauge(
             "chatbot_instance_start_time_seconds",
             "When the instance (its gunicorn master) started, Unix time.",
@@ -339,6 +345,13 @@ def record_cache(tier: str, outcome: str) -> None:
     child = m._cache.get((tier, outcome))
     if child is not None:
         m.add(child)
+
+
+def count_whatsapp_webhook(outcome: str, amount: int = 1) -> None:
+    """Count WhatsApp webhooks (or the duplicate messages in one) by outcome."""
+    m = _metrics
+    if m is not None:
+        m.add(m.child(m.whatsapp_webhooks, outcome), amount)
 
 
 # --- requests -----------------------------------------------------------------

@@ -11,6 +11,7 @@ in a process and again when its client changes; the others once per app.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -21,16 +22,21 @@ from flask import Flask, current_app
 
 from chatbot.auth import CodeSender, Tokens, load_sender
 from chatbot.cache import RedisCache
+from chatbot.channels.graph import GraphClient
 from chatbot.chat.banks import BankRegistry
 from chatbot.chat.children import ChildDirectory
 from chatbot.chat.service import ChatService
 from chatbot.chat.users import UserDirectory
+from chatbot.chat.whatsapp import WhatsAppChannel
 from chatbot.clock import Clock
 from chatbot.db import Database, Mongo
 from chatbot.redis_store import RedisStore
 from chatbot.settings import Settings
+from chatbot.tasks import TaskQueue
 
 KEY = "chatbot.services"
+
+log = logging.getLogger(__name__)
 
 
 class Services:
@@ -56,6 +62,7 @@ class Services:
         self._on_change = on_change
         self._lock = threading.Lock()
         self._chat: tuple[object, int, ChatService] | None = None
+        self._whatsapp: tuple[ChatService, WhatsAppChannel] | None = None
 
     @cached_property
     def sender(self) -> CodeSender:
@@ -89,6 +96,46 @@ class Services:
                     )
                     built = self._chat = (client, pid, service)
         return built[2]
+
+    @property
+    def whatsapp(self) -> WhatsAppChannel:
+        """The WhatsApp channel on this process's chat service (built with it)."""
+        chat = self.chat
+        built = self._whatsapp
+        if built is None or built[0] is not chat:
+            with self._lock:
+                built = self._whatsapp
+                if built is None or built[0] is not chat:
+                    channel = WhatsAppChannel(
+                        chat, chat.db, self.settings, self.clock, self.graph,
+                        rate=lambda: self.tasks.wait_for_rate(),
+                    )  # fmt: skip
+                    built = self._whatsapp = (chat, channel)
+        return built[1]
+
+    @cached_property
+    def graph(self) -> GraphClient:
+        """The Graph API client (WHATSAPP_API_BASE_URL: Meta's, or the emulator)."""
+        s = self.settings
+        return GraphClient(
+            s.whatsapp_api_base_url,
+            s.whatsapp_api_version,
+            s.whatsapp_phone_number_id,
+            s.whatsapp_access_token,
+            s.whatsapp_send_timeout_s,
+            pool_size=s.whatsapp_worker_threads,
+        )
+
+    @cached_property
+    def tasks(self) -> TaskQueue:
+        """The task queue on the stack's Redis; its actors use this process's channel."""
+        return TaskQueue(self.settings, lambda: self.whatsapp)
+
+    def queue_turns(self, senders: list[str]) -> None:
+        """Queue the turns of these senders; if Redis refuses, the requeuer will (their
+        messages are in MongoDB already)."""
+        if senders and not self.tasks.enqueue_turns(senders):
+            log.warning("whatsapp turns not queued now (Redis); the requeuer will queue them")
 
     @property
     def users(self) -> UserDirectory:

@@ -28,6 +28,13 @@ from chatbot.errors import ConfigError
 ENVIRONMENTS = ("development", "testing", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
+# The WhatsApp channel's development placeholders (the emulator's too), refused in production.
+DEV_WHATSAPP = {
+    "whatsapp_app_secret": "dev-whatsapp-app-secret",
+    "whatsapp_verify_token": "dev-whatsapp-verify-token",
+    "whatsapp_access_token": "dev-whatsapp-access-token",
+    "whatsapp_phone_number_id": "100000000000001",
+}
 # A placeholder that is fine on a laptop and refused in production.
 DEV_SECRET_KEY = "dev-insecure-secret-key"  # noqa: S105 -- a known placeholder, refused in production
 
@@ -329,6 +336,32 @@ class Settings:
     alert_webhook_timeout_s: float = var("ALERT_WEBHOOK_TIMEOUT_S", 5.0, ge=0.1)
     alert_webhook_retries: int = var("ALERT_WEBHOOK_RETRIES", 3, ge=0)
 
+    # --- WhatsApp (chatbot/channels/whatsapp.py, docs/whatsapp.md) ---------------------
+    # Off by default. On: the webhook answers, and outside production empty secrets get
+    # the development placeholders below (the emulator, devtools/graph_emulator.py, uses
+    # them too); production refuses to start with any of them empty or a placeholder.
+    whatsapp_enabled: Flag = var("WHATSAPP_ENABLED", False)
+    whatsapp_app_secret: str = var("WHATSAPP_APP_SECRET", "", repr=False)
+    whatsapp_verify_token: str = var("WHATSAPP_VERIFY_TOKEN", "", repr=False)
+    whatsapp_access_token: str = var("WHATSAPP_ACCESS_TOKEN", "", repr=False)
+    whatsapp_phone_number_id: str = var("WHATSAPP_PHONE_NUMBER_ID", "")
+    whatsapp_api_version: str = var("WHATSAPP_API_VERSION", "v21.0")
+    whatsapp_api_base_url: str = var("WHATSAPP_API_BASE_URL", "https://graph.facebook.com")
+    # Messages per second per phone number id (Meta's default throughput is about 80).
+    whatsapp_rate_per_s: int = var("WHATSAPP_RATE_PER_S", 80, ge=1)
+    # One Graph API call; a call with no answer by then is not retried (it may have sent).
+    whatsapp_send_timeout_s: float = var("WHATSAPP_SEND_TIMEOUT_S", 10.0, ge=0.5)
+    # Backoff after throttling, a 5xx or no connection: doubling from 0.5 s up to this.
+    whatsapp_retry_max_s: float = var("WHATSAPP_RETRY_MAX_S", 30.0, ge=0.5)
+    # A message whose turn fails this often is dropped (logged), so later ones go on.
+    whatsapp_turn_attempts: int = var("WHATSAPP_TURN_ATTEMPTS", 5, ge=1)
+    # Threads per queue worker process (supervisord runs WHATSAPP_WORKERS processes).
+    whatsapp_worker_threads: int = var("WHATSAPP_WORKER_THREADS", 8, ge=1)
+    # Unfinished work older than this is queued again (a task lost with Redis's data).
+    whatsapp_requeue_after_s: float = var("WHATSAPP_REQUEUE_AFTER_S", 10.0, ge=1.0)
+    # An alert when the oldest queued send is older than this (docs/monitoring.md).
+    whatsapp_queue_age_alert_s: float = var("WHATSAPP_QUEUE_AGE_ALERT_S", 60.0, ge=1.0)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every setting from `env` (default: os.environ); raise ConfigError if invalid."""
@@ -355,9 +388,36 @@ class Settings:
                 "the log and is refused when CHATBOT_ENV=production; set OTP_SENDER to a real "
                 "sender, or ALLOW_LOG_CODE_SENDER=1 for a test stack that reads codes from its log"
             )
-        if self.secret_key:
+        checked = self if self.secret_key else dataclasses.replace(self, secret_key=DEV_SECRET_KEY)
+        return checked._whatsapp_checked()
+
+    def _whatsapp_checked(self) -> Settings:
+        """Production refuses the channel on without every secret; elsewhere the empty
+        ones get the development placeholders (what the emulator signs and expects)."""
+        if not self.whatsapp_enabled:
             return self
-        return dataclasses.replace(self, secret_key=DEV_SECRET_KEY)
+        fields = {
+            "whatsapp_app_secret": "WHATSAPP_APP_SECRET",
+            "whatsapp_verify_token": "WHATSAPP_VERIFY_TOKEN",
+            "whatsapp_access_token": "WHATSAPP_ACCESS_TOKEN",
+            "whatsapp_phone_number_id": "WHATSAPP_PHONE_NUMBER_ID",
+        }
+        if self.env == "production":
+            bad = [
+                name
+                for attr, name in fields.items()
+                if getattr(self, attr) in ("", DEV_WHATSAPP[attr])
+            ]
+            if bad:
+                raise ConfigError(
+                    f"WHATSAPP_ENABLED=1 with CHATBOT_ENV=production needs {', '.join(bad)} "
+                    "(from Meta's app dashboard); they are empty or development placeholders"
+                )
+            return self
+        filled: dict[str, Any] = {
+            attr: DEV_WHATSAPP[attr] for attr in fields if not getattr(self, attr)
+        }
+        return dataclasses.replace(self, **filled) if filled else self
 
     @property
     def is_production(self) -> bool:

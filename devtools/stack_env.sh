@@ -10,15 +10,23 @@ export STACK_MONGO_PORT=${STACK_MONGO_PORT:-27027}
 export STACK_REDIS_PORT=${STACK_REDIS_PORT:-6389}
 export STACK_PG_PORT=${STACK_PG_PORT:-5442}
 export SWEEP_INTERVAL_S=${SWEEP_INTERVAL_S:-300}
+# The WhatsApp channel, on for the local stack, against the Graph API emulator
+# (devtools/graph_emulator.py on STACK_GRAPH_PORT); WHATSAPP_WORKERS queue worker processes.
+export STACK_GRAPH_PORT=${STACK_GRAPH_PORT:-8090}
+export WHATSAPP_ENABLED=${WHATSAPP_ENABLED:-1}
+export WHATSAPP_API_BASE_URL=${WHATSAPP_API_BASE_URL:-http://127.0.0.1:${STACK_GRAPH_PORT}}
+export WHATSAPP_WORKERS=${WHATSAPP_WORKERS:-2}
 # FerretDB's PostgreSQL pool and PostgreSQL's connections, sized from what the stack runs
 # so that the pool is never exhausted (docs/ferretdb.md, "The pool arithmetic"; an
 # exhausted pool wedges FerretDB v1.24.2). Threads that may talk to the database at once:
 # 2 instances x WEB_CONCURRENCY workers x GUNICORN_THREADS, plus the sweeper, the two
-# collectors, init and the watchdog (5). Each may hold 2 PostgreSQL connections (its
+# collectors, init and the watchdog (5), plus WHATSAPP_WORKERS queue workers x (their
+# WHATSAPP_WORKER_THREADS and the requeuer). Each may hold 2 PostgreSQL connections (its
 # command, and a cursor not closed yet); 10 more for people and tests (psql, a client).
 # tests/harness.py's database_pool() is the same sum.
 stack_workers=${WEB_CONCURRENCY:-$(nproc)}
-stack_threads=$(( 2 * stack_workers * ${GUNICORN_THREADS:-16} + 5 ))
+stack_threads=$(( 2 * stack_workers * ${GUNICORN_THREADS:-16} + 5 \
+  + WHATSAPP_WORKERS * (${WHATSAPP_WORKER_THREADS:-8} + 1) ))
 export FERRETDB_POOL_MAX_CONNS=${FERRETDB_POOL_MAX_CONNS:-$(( 2 * stack_threads + 10 ))}
 # PostgreSQL: the pool, and 10 more (its 3 reserved superuser slots, a psql).
 export POSTGRES_MAX_CONNECTIONS=${POSTGRES_MAX_CONNECTIONS:-$(( FERRETDB_POOL_MAX_CONNS + 10 ))}
@@ -37,3 +45,5 @@ else
 fi
 export NGINX_PREFIX=${NGINX_PREFIX:-$STACK_VAR/nginx}
 export STACK_SUPERVISOR_SOCKET=${STACK_SUPERVISOR_SOCKET:-$STACK_VAR/supervisor/supervisor.sock}
+# The emulator runs with the channel on (supervisord's autostart takes true/false).
+if [ "$WHATSAPP_ENABLED" = 1 ]; then export STACK_GRAPH_AUTOSTART=true; else export STACK_GRAPH_AUTOSTART=false; fi

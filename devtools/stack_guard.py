@@ -129,6 +129,8 @@ def main() -> int:
         "STACK_APP1_PORT": "app1",
         "STACK_APP2_PORT": "app2",
     }
+    if os.environ.get("WHATSAPP_ENABLED") == "1":
+        names["STACK_GRAPH_PORT"] = "the Graph API emulator"
     if os.environ.get("STACK_EMBEDDED_MONGO") == "true":
         names |= {"STACK_MONGO_PORT": "FerretDB", "STACK_PG_PORT": "PostgreSQL"}
     if os.environ.get("STACK_EMBEDDED_REDIS") == "true":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local stack's one-shot start step (supervisord's `init` program): once the database
-# answers, create the indexes (`flask chatbot init-db`), then start the instances and the
-# sweeper. Index creation runs here only, once per start, before anything serves: made
+# answers, create the indexes (`flask chatbot init-db`), then start the instances, the
+# sweeper and the WhatsApp queue workers. Index creation runs here only, once per start, before anything serves: made
 # by every gunicorn master, collector and sweep at once while the first requests came,
 # it wedged FerretDB (chatbot/db/indexes.py, docs/ferretdb.md).
 #
@@ -13,4 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/flask --app wsgi chatbot init-db --wait "${STACK_INIT_WAIT_S:-60}"
-exec .venv/bin/supervisorctl -c devtools/supervisord.conf start app1 app2 sweeper
+# The WhatsApp queue workers too, when the channel is on (WHATSAPP_ENABLED, the default here).
+programs=(app1 app2 sweeper)
+[ "${WHATSAPP_ENABLED:-0}" = 1 ] && programs+=("whatsapp:*")
+exec .venv/bin/supervisorctl -c devtools/supervisord.conf start "${programs[@]}"

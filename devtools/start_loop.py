@@ -35,7 +35,7 @@ import stack_guard  # noqa: E402 -- devtools is not a package
 HEALTHY_WITHIN_S = 30.0
 STOPPED_WITHIN_S = 10.0
 PORTS = ("STACK_PORT", "STACK_APP1_PORT", "STACK_APP2_PORT", "STACK_MONGO_PORT")
-PORTS += ("STACK_REDIS_PORT", "STACK_PG_PORT")
+PORTS += ("STACK_REDIS_PORT", "STACK_PG_PORT", "STACK_GRAPH_PORT")
 
 
 @dataclass

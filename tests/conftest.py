@@ -9,6 +9,7 @@ instead of the ones the harness starts.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -147,3 +148,15 @@ def client(app):
 @pytest.fixture(scope="session")
 def tmp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Redis]:
+    """A Redis of the test's own, to stop, freeze and start again; stopped afterwards
+    whatever the test did (a failed assertion would otherwise leave it running)."""
+    server = Redis(tmp_path / "own-redis")
+    server.start()
+    yield server
+    if server.proc is not None and server.proc.poll() is None:
+        os.kill(server.proc.pid, signal.SIGCONT)  # a frozen one would not hear the TERM
+    server.stop()

@@ -45,12 +45,16 @@ render_nginx = functools.partial(_render_nginx, proxy_secret=PROXY_SECRET)
 _HANDED_OUT: set[int] = set()
 
 
-def database_pool(workers: int = 2, threads: int = 16, instances: int = 2) -> int:
-    """FerretDB's pool_max_conns for a stack of `instances` x `workers` x `threads`: the
-    sum devtools/stack_env.sh makes (docs/ferretdb.md, the pool arithmetic): every thread
-    that may talk to the database (5 beside the instances' threads), 2 connections each,
-    and 10 to spare."""
-    return 2 * (instances * workers * threads + 5) + 10
+def database_pool(
+    workers: int = 2, threads: int = 16, instances: int = 2, queue_workers: int = 2,
+    queue_threads: int = 8,
+) -> int:  # fmt: skip
+    """FerretDB's pool_max_conns for a stack of `instances` x `workers` x `threads` and
+    `queue_workers` WhatsApp queue workers of `queue_threads` (and a requeuer): the sum
+    devtools/stack_env.sh makes (docs/ferretdb.md, the pool arithmetic): every thread
+    that may talk to the database (5 beside those), 2 connections each, and 10 to spare."""
+    queue = queue_workers * (queue_threads + 1)
+    return 2 * (instances * workers * threads + 5 + queue) + 10
 
 
 # The harness's FerretDB and PostgreSQL, sized for the end-to-end stack (2 instances of

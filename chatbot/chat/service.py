@@ -7,7 +7,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from chatbot.auth import CodeSender, Tokens, hash_code, new_code
@@ -38,6 +38,9 @@ from chatbot.screening.engine import Engine, EngineConfig
 from chatbot.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# A channel's delivery of a turn's replies: (their ids, the replies, the turn's time).
+Deliver = Callable[[list[str], list[dict[str, Any]], datetime], None]
 
 
 class ChatService:
@@ -152,9 +155,17 @@ class ChatService:
 
     # --- messages -------------------------------------------------------------------
     def handle_message(
-        self, user: dict[str, Any], text: str, client_message_id: str
+        self,
+        user: dict[str, Any],
+        text: str,
+        client_message_id: str,
+        deliver: Deliver | None = None,
     ) -> dict[str, Any]:
         """Process one inbound message exactly once, one message per user at a time.
+
+        `deliver`: a channel that delivers the replies itself (WhatsApp) is handed them,
+        with the ids they will have, before they are stored (so a stored reply means its
+        delivery is queued); they are stored `queued`.
 
         Database budget with warm caches (tests/integration/test_turn_budget.py): an
         answer turn makes 3 writes and no read (the inbound insert, the answers, the
@@ -195,8 +206,19 @@ class ChatService:
                         now,
                     )
                 raise
+            made = [r.as_dict() for r in turn.replies]
+            ids = None
+            if deliver is not None:
+                ids = self.messages.new_ids(len(made))
+                deliver(ids, made, now)
             replies = self.messages.insert_outbound(
-                user_id, inbound["id"], client_message_id, [r.as_dict() for r in turn.replies], now
+                user_id,
+                inbound["id"],
+                client_message_id,
+                made,
+                now,
+                queued=deliver is not None,
+                ids=ids,
             )
             inbound["status"] = "handled"
             # The turn is answered now: saving the session degrades, it never fails it.
@@ -204,6 +226,44 @@ class ChatService:
             self.history_cache.push(user_id, [history_item(inbound), *map(history_item, replies)])
             self.on_change(user_id, False)
             return turn_body(inbound, replies, duplicate=False, step=turn.state.get("step"))
+
+    def answer_without_turn(
+        self,
+        user: dict[str, Any],
+        text: str,
+        client_message_id: str,
+        reply: str,
+        deliver: Deliver | None = None,
+    ) -> dict[str, Any]:
+        """Store an inbound message the conversation cannot read (a WhatsApp photo, say)
+        and one fixed reply, exactly once, without running the engine: the conversation
+        stays where it was."""
+        user_id = user["id"]
+        with self.user_lock(user_id), deadline(self.settings.mongo_request_timeout_s):
+            now = self.clock.now()
+            now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+            try:
+                inbound = self.messages.insert_inbound(user_id, text, client_message_id, now)
+            except DuplicateMessageError:
+                stored, replies = self.messages.turn(user_id, client_message_id)
+                if stored is None:  # archived since: nothing to redo
+                    raise ConflictError("This message was already handled.") from None
+                if replies:
+                    return turn_body(stored, replies, duplicate=True)
+                inbound = stored
+            made = [{"text": reply, "quickReplies": []}]
+            ids = None
+            if deliver is not None:
+                ids = self.messages.new_ids(1)
+                deliver(ids, made, now)
+            replies = self.messages.insert_outbound(
+                user_id, inbound["id"], client_message_id, made, now,
+                queued=deliver is not None, ids=ids,
+            )  # fmt: skip
+            inbound["status"] = "handled"
+            self.history_cache.push(user_id, [history_item(inbound), *map(history_item, replies)])
+            self.on_change(user_id, False)
+            return turn_body(inbound, replies, duplicate=False)
 
     def history(
         self, user_id: str, limit: int, cursor: str | None

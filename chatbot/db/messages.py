@@ -1,7 +1,8 @@
 """The message log, with the status lifecycle documented in docs/api.md.
 
 inbound:  received -> handled, or failed (with failureReason)
-outbound: sent -> delivered, or failed (with failureReason)
+outbound: sent -> delivered, or failed (with failureReason); a WhatsApp reply
+          queued -> sent -> delivered -> read, or failed (with Meta's error)
 
 A chat turn only inserts here: the inbound message first (its unique
 (userId, clientMessageId) is the turn's idempotency), then its replies in their
@@ -104,8 +105,13 @@ class MessageRepository:
         client_message_id: str,
         replies: list[dict[str, Any]],
         now: datetime,
+        queued: bool = False,
+        ids: list[str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Store a turn's replies, already sent (they go out in the HTTP response)."""
+        """Store a turn's replies: `sent` (they go out in the HTTP response), or `queued`
+        for a channel that delivers them later (WhatsApp: chatbot/db/whatsapp.py), whose
+        `statusRank` then only moves forward. `ids` (from `new_ids`) when the caller
+        had to name the replies before storing them."""
         # A millisecond apart, so history orders a turn's replies after its inbound message.
         docs = [
             {
@@ -115,15 +121,21 @@ class MessageRepository:
                 "quickReplies": reply.get("quickReplies", []),
                 "replyTo": oid(inbound_id, "message"),
                 "turn": client_message_id,
-                "status": "sent",
+                "status": "queued" if queued else "sent",
                 "createdAt": now + timedelta(milliseconds=n + 1),
-                "sentAt": now,
             }
+            | ({"statusRank": 0} if queued else {"sentAt": now})
+            | ({"_id": oid(ids[n], "message")} if ids else {})
             for n, reply in enumerate(replies)
         ]
         if docs:
             self.col.insert_many(docs)
         return [out(d) for d in docs]
+
+    @staticmethod
+    def new_ids(count: int) -> list[str]:
+        """Ids for replies not stored yet (ObjectIds are made by the client anyway)."""
+        return [str(ObjectId()) for _ in range(count)]
 
     def insert_failed(
         self, user_id: str, inbound_id: str, client_message_id: str, reason: str, now: datetime

@@ -155,6 +155,7 @@ def supervised() -> Iterator[Stack]:
         STACK_APP2_PORT=str(free_port()),
         STACK_MONGO_PORT=str(free_port()),
         STACK_REDIS_PORT=str(free_port()),
+        STACK_GRAPH_PORT=str(free_port()),
         STACK_PG_PORT=str(free_port()),
         CHATBOT_ENV="production",
         SECRET_KEY="failover-secret-key-not-for-real-use",

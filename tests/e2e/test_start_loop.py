@@ -46,6 +46,7 @@ def stack_env():
         STACK_APP2_PORT=str(free_port()),
         STACK_MONGO_PORT=str(free_port()),
         STACK_REDIS_PORT=str(free_port()),
+        STACK_GRAPH_PORT=str(free_port()),
         STACK_PG_PORT=str(free_port()),
         WEB_CONCURRENCY="1",
         GUNICORN_THREADS="4",

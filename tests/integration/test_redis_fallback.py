@@ -24,7 +24,7 @@ from chatbot.errors import BusyError
 from chatbot.extensions import mongo
 from chatbot.redis_store import RedisStore
 from chatbot.services import services
-from tests.harness import Redis, free_port
+from tests.harness import free_port
 from tests.support import TODDLER, ApiChat
 
 pytestmark = pytest.mark.integration
@@ -155,10 +155,9 @@ def test_a_falling_back_instance_waits_for_the_window_to_settle_once(settings, d
 
 
 def test_chat_goes_on_through_a_redis_outage_and_the_caches_trust_nothing_from_before(
-    settings, tmp_path
+    settings, own_redis
 ):
-    server = Redis(tmp_path / "redis")
-    server.start()
+    server = own_redis
     # A short lock (and so outage window) so that the test sees the window close.
     settings = replace(
         settings, redis_url=server.url, lock_timeout_s=1.0, redis_fallback_poll_s=0.1

@@ -11,7 +11,6 @@ import pytest
 from chatbot import create_app
 from chatbot.db.indexes import ensure_indexes
 from chatbot.extensions import mongo, redis_store
-from tests.harness import Redis
 from tests.support import TODDLER, ApiChat
 
 pytestmark = pytest.mark.integration
@@ -150,9 +149,8 @@ def test_compression_from_1024_bytes_with_an_opt_out_and_etags_per_encoding(app)
     assert again.status_code == 304
 
 
-def test_a_redis_outage_serves_from_the_database_and_nothing_stale_after(settings, tmp_path):
-    server = Redis(tmp_path / "redis")
-    server.start()
+def test_a_redis_outage_serves_from_the_database_and_nothing_stale_after(settings, own_redis):
+    server = own_redis
     app = create_app(replace(settings, redis_url=server.url))
     with app.app_context():
         ensure_indexes(mongo.db)

@@ -25,7 +25,8 @@ PARENT_PATH = [
 RAISED = re.compile(
     r"(?:ApiError|[A-Z]\w*Error)\(\s*f?\"((?:[^\"\\]|\\.)+)\"", re.MULTILINE
 )  # the first argument of an error's constructor
-NOT_API = {"ValueError", "KeyError", "TypeError", "RuntimeError"}
+# SendDeferredError: the WhatsApp queue's own signal to retry a send (never an answer).
+NOT_API = {"ValueError", "KeyError", "TypeError", "RuntimeError", "SendDeferredError"}
 
 
 def raised_messages():

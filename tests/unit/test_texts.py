@@ -13,8 +13,9 @@ from chatbot.screening.texts import TEXTS_FILE
 from chatbot.screening.words import load_vocabulary
 
 TEXTS = json.loads(TEXTS_FILE.read_text(encoding="utf-8"))
-SCREENING = Path(__file__).resolve().parents[2] / "chatbot" / "screening"
-SOURCE = "\n".join(p.read_text() for p in sorted(SCREENING.glob("*.py")))
+# Where texts are used: the screening domain, and the channels' own (chatbot/chat/whatsapp.py).
+PACKAGE = Path(__file__).resolve().parents[2] / "chatbot"
+SOURCE = "\n".join(p.read_text() for p in sorted(PACKAGE.glob("**/*.py")))
 LANGUAGES = set(load_vocabulary().languages)
 
 
