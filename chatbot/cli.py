@@ -135,7 +135,11 @@ def run_sweep() -> dict[str, int]:
     report["messagesDelivered"] = ReceiptLog(mongo.db).apply(settings.settle_batch_size)
     # WhatsApp send outcomes and status webhooks (chatbot/db/whatsapp.py).
     events = WhatsAppEvents(mongo.db)
-    report["whatsappEventsApplied"] = events.apply(now, settings.settle_batch_size)
+    report["whatsappEventsApplied"], changed = events.apply(now, settings.settle_batch_size)
+    chat = services().chat
+    for user_id in changed:  # their cached first history page shows the old status
+        chat.history_cache.drop(user_id)
+        chat.on_change(user_id, False)
     events.forget_sent_before(now - timedelta(days=WHATSAPP_SENT_IDS_DAYS))
     archived = run_archive(settings.archive_after_days, settings.archive_batch_size)
     report["messagesArchived"] = archived["moved"]

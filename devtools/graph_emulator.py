@@ -12,8 +12,9 @@ shapes (../shared/docs/whatsapp.md):
 - It posts **signed** webhooks (`X-Hub-Signature-256`, HMAC-SHA256 of the raw body with
   the app secret) to the webhook URL: a parent's message (`POST /_emulator/inbound`), and
   `sent`, `delivered`, `read` statuses of every message it accepted.
-- It can be told to throttle (429, code 130429), fail (500, code 2) or hang for a while:
-  `POST /_emulator/faults {"throttle_s": 30}`, `{"fail_s": 10}`, `{"hang_s": 5}`.
+- It can be told to throttle (429, code 130429), fail (500, code 2), refuse (400, code
+  131026, undeliverable) or hang for a while: `POST /_emulator/faults {"throttle_s": 30}`,
+  `{"fail_s": 10}`, `{"refuse_s": 5}`, `{"hang_s": 5}`.
 - `GET /_emulator/sent[?to=628...&after=N]`: what it received, in order (N: a count
   already seen); `DELETE /_emulator/sent` forgets it.
 
@@ -61,7 +62,8 @@ class Emulator:
         self.counter = itertools.count(1)
         self.outbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.webhook_failures = 0
-        self.refused = {"throttled": 0, "failed": 0}  # sends answered 429 / 500 by a fault
+        # Sends answered 429 / 500 / 400 (131026) by a fault.
+        self.refused = {"throttled": 0, "failed": 0, "refused": 0}
         threading.Thread(target=self._post_webhooks, daemon=True).start()
 
     # --- the Graph API ------------------------------------------------------------------
@@ -81,6 +83,9 @@ class Emulator:
         if self._fault("fail_s"):
             self.refused["failed"] += 1
             return 500, error(2, "Service temporarily unavailable", "OAuthException")
+        if self._fault("refuse_s"):
+            self.refused["refused"] += 1
+            return 400, error(131026, "Message undeliverable", "OAuthException")
         try:
             body = json.loads(raw)
         except ValueError:
@@ -115,7 +120,7 @@ class Emulator:
         return left if left > 0 else 0.0
 
     def set_faults(self, faults: dict[str, float]) -> None:
-        for kind in ("throttle_s", "fail_s", "hang_s"):
+        for kind in ("throttle_s", "fail_s", "hang_s", "refuse_s"):
             if kind in faults:
                 self.faults[kind] = time.monotonic() + float(faults[kind])
 

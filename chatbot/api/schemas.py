@@ -120,6 +120,11 @@ class Turn(BaseModel):
     step: str | None
 
 
+class DeliveryError(BaseModel):
+    code: int | None
+    title: str | None
+
+
 class HistoryMessage(BaseModel):
     id: str
     direction: Literal["inbound", "outbound"]
@@ -129,6 +134,10 @@ class HistoryMessage(BaseModel):
     clientMessageId: str | None = None
     replyTo: str | None = None
     quickReplies: list[QuickReply] | None = None
+    # A reply that failed: why (e.g. whatsapp_refused, outside_window, send_unconfirmed),
+    # and Meta's error code and title when WhatsApp said so.
+    failureReason: str | None = None
+    error: DeliveryError | None = None
 
 
 class History(BaseModel):

@@ -314,7 +314,12 @@ class ChatService:
 def history_item(message: dict[str, Any]) -> dict[str, Any]:
     """A stored message as the history API shows it."""
     keep = ("id", "direction", "text", "status", "clientMessageId", "replyTo", "quickReplies")
-    return {**{k: message[k] for k in keep if k in message}, "createdAt": message["createdAt"]}
+    item = {**{k: message[k] for k in keep if k in message}, "createdAt": message["createdAt"]}
+    if message.get("status") == "failed" and message.get("direction") == "outbound":
+        item["failureReason"] = message.get("failureReason")
+        if message.get("waError"):
+            item["error"] = message["waError"]
+    return item
 
 
 def public_user(user: dict[str, Any]) -> dict[str, Any]:

@@ -145,7 +145,7 @@ class WhatsAppChannel:
         now = self.clock.now()
         user, _ = self.chat.accounts.get_or_create("+" + wa_id, now)
         language = user.get("language") or "id"
-        deliver = self._deliverer(wa_id, turn, message["timestamp"], language)
+        deliver = self._deliverer(user["id"], wa_id, turn, message["timestamp"], language)
         if message["text"] is None:
             # A photo, a voice note, a location...: the conversation reads only text.
             unreadable = self.texts("whatsapp_unsupported", language)
@@ -156,7 +156,7 @@ class WhatsAppChannel:
             self.chat.handle_message(user, message["text"], turn, deliver=deliver)
 
     def _deliverer(
-        self, wa_id: str, turn: str, window_from: datetime, language: str
+        self, user_id: str, wa_id: str, turn: str, window_from: datetime, language: str
     ) -> Callable[[list[str], list[dict[str, Any]], datetime], None]:
         words = (
             self.texts("whatsapp_list_button", language),
@@ -170,7 +170,7 @@ class WhatsAppChannel:
                 for body in render_reply(wa_id, reply["text"], reply.get("quickReplies", []), words)
             ]
             seq = int(now.timestamp() * 1000)
-            self.outbox.add(turn, wa_id, seq, parts, window_from, now)
+            self.outbox.add(turn, user_id, wa_id, seq, parts, window_from, now)
 
         return deliver
 
@@ -194,11 +194,12 @@ class WhatsAppChannel:
 
     def _send_part(self, doc: dict[str, Any], part: int) -> int:
         turn, message_id = doc["_id"], doc["parts"][part]["messageId"]
+        user_id = doc["userId"]
         now = self.clock.now()
         if doc.get("sending") == part:
             # Tried before and its outcome never logged (a crash mid-call): it may have
             # gone out, so it is not sent again.
-            self.events.failed(message_id, "send_unconfirmed", {}, now)
+            self.events.failed(user_id, message_id, "send_unconfirmed", {}, now)
             self.outbox.settled(turn, part)
             self.observe("unconfirmed", None, 0.0)
             return 0
@@ -206,7 +207,7 @@ class WhatsAppChannel:
         if retry_at is not None and retry_at > now:
             raise SendDeferredError("backing off", (retry_at - now).total_seconds())
         if now - doc["windowFrom"] > WINDOW:
-            self.events.failed(message_id, "outside_window", OUTSIDE_WINDOW, now)
+            self.events.failed(user_id, message_id, "outside_window", OUTSIDE_WINDOW, now)
             self.outbox.settled(turn, part)
             self.observe("outside_window", 131047, 0.0)
             return 0
@@ -219,7 +220,7 @@ class WhatsAppChannel:
         took = time.perf_counter() - started
         now = self.clock.now()
         if isinstance(result, Accepted):
-            self.events.sent(message_id, result.wamid, now)
+            self.events.sent(user_id, message_id, result.wamid, now)
             self.outbox.settled(turn, part)
             self.observe("sent", None, took)
             return 1
@@ -231,12 +232,13 @@ class WhatsAppChannel:
             raise SendDeferredError(result.reason, delay)
         if isinstance(result, Refused):
             reason = "outside_window" if result.outside_window else "whatsapp_refused"
-            self.events.failed(
-                message_id, reason, {"code": result.code, "title": result.title}, now
-            )
+            error = {"code": result.code, "title": result.title}
+            self.events.failed(user_id, message_id, reason, error, now)
             self.observe("failed", result.code, took)
         elif isinstance(result, Unconfirmed):
-            self.events.failed(message_id, "send_unconfirmed", {"title": result.reason}, now)
+            self.events.failed(
+                user_id, message_id, "send_unconfirmed", {"title": result.reason}, now
+            )
             self.observe("unconfirmed", None, took)
         self.outbox.settled(turn, part)
         return 0

@@ -36,6 +36,8 @@ HISTORY_FIELDS = {
     "replyTo": 1,
     "quickReplies": 1,
     "createdAt": 1,
+    "failureReason": 1,
+    "waError": 1,
 }
 
 
@@ -195,6 +197,9 @@ class MessageRepository:
             .limit(limit + 1)
         )
         found = [out(d) for d in docs]
+        for message in found:  # Meta's error on a failed WhatsApp reply, as history names it
+            if "waError" in message:
+                message["error"] = message.pop("waError")
         self._settle_in_page(found)
         self._deliver_in_page(user_id, found)
         return found[:limit], next_cursor(found, limit)

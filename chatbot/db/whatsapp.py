@@ -101,6 +101,7 @@ class WhatsAppOutbox:
     def add(
         self,
         turn: str,
+        user_id: str,
         wa_id: str,
         seq: int,
         parts: list[dict[str, Any]],
@@ -110,7 +111,8 @@ class WhatsAppOutbox:
         """Queue a turn's messages (not ready yet); False if this turn's are queued already."""
         try:
             self.col.insert_one(
-                {"_id": turn, "waId": wa_id, "seq": seq, "parts": parts, "next": 0,
+                {"_id": turn, "userId": user_id, "waId": wa_id, "seq": seq, "parts": parts,
+                 "next": 0,
                  "sending": None, "ready": False, "windowFrom": window_from, "attempts": 0,
                  "createdAt": now}
             )  # fmt: skip
@@ -186,18 +188,22 @@ class WhatsAppEvents:
         self.sent_ids = db["whatsapp_sent"]
         self.messages = db["messages"]
 
-    def sent(self, message_id: str, wa_message_id: str, now: datetime) -> None:
+    def sent(self, user_id: str, message_id: str, wa_message_id: str, now: datetime) -> None:
         """Meta accepted the reply (or one part of it) under `wa_message_id`."""
         with contextlib.suppress(DuplicateKeyError):
             self.sent_ids.insert_one(
-                {"_id": wa_message_id, "messageId": oid(message_id, "message"), "at": now}
-            )
+                {"_id": wa_message_id, "messageId": oid(message_id, "message"),
+                 "userId": oid(user_id, "user"), "at": now}
+            )  # fmt: skip
         self.status(wa_message_id, "sent", now, [], now)
 
-    def failed(self, message_id: str, reason: str, error: dict[str, Any], now: datetime) -> None:
+    def failed(
+        self, user_id: str, message_id: str, reason: str, error: dict[str, Any], now: datetime
+    ) -> None:
         """The reply will not be sent: Meta refused it, or it fell outside the window."""
         self.col.insert_one(
             {"kind": "failed", "messageId": oid(message_id, "message"),
+             "userId": oid(user_id, "user"),
              "failureReason": reason, "error": error, "at": now}
         )  # fmt: skip
 
@@ -212,8 +218,9 @@ class WhatsAppEvents:
 
     def apply(
         self, now: datetime, batch_size: int = 500, give_up_after: timedelta = timedelta(days=1)
-    ) -> int:
-        """Apply the logged events to `messages`, oldest first; answer how many.
+    ) -> tuple[int, set[str]]:
+        """Apply the logged events to `messages`, oldest first; answer how many, and
+        whose replies changed (their cached history pages are behind).
 
         Per batch: one read of `whatsapp_sent`, one update of `messages` per status
         reached (sent, delivered, read) and one per failure: the cost does not grow with
@@ -221,25 +228,27 @@ class WhatsAppEvents:
         repeated and out-of-order webhooks change nothing. A status for a WhatsApp id not
         (yet) known waits for a later sweep, and is dropped after `give_up_after`.
         """
-        applied = 0
+        applied, users = 0, set[str]()
         while True:
             events = list(self.col.find({}).sort("_id", ASCENDING).limit(batch_size))
             if not events:
-                return applied
+                return applied, users
             statuses = [e for e in events if e["kind"] == "status"]
             wamids = list({e["waMessageId"] for e in statuses})
             reply_of = {
-                d["_id"]: d["messageId"]
-                for d in self.sent_ids.find({"_id": {"$in": wamids}}, {"messageId": 1})
+                d["_id"]: (d["messageId"], d["userId"])
+                for d in self.sent_ids.find({"_id": {"$in": wamids}}, {"messageId": 1, "userId": 1})
             } if wamids else {}  # fmt: skip
             waiting = set()
             reached: dict[str, set[Any]] = {}
             for event in statuses:
-                reply = reply_of.get(event["waMessageId"])
-                if reply is None:
+                found = reply_of.get(event["waMessageId"])
+                if found is None:
                     if now - event["receivedAt"] < give_up_after:
                         waiting.add(event["_id"])
                     continue
+                reply, user = found
+                users.add(str(user))
                 if event["status"] == "failed":
                     error = (event["errors"] or [{}])[0]
                     self._fail(reply, "whatsapp_failed", error, event["at"])
@@ -253,6 +262,7 @@ class WhatsAppEvents:
                 )
             for event in events:
                 if event["kind"] == "failed":
+                    users.add(str(event["userId"]))
                     self._fail(
                         event["messageId"], event["failureReason"], event["error"], event["at"]
                     )
@@ -261,7 +271,7 @@ class WhatsAppEvents:
                 self.col.delete_many({"_id": {"$in": done}})
             applied += len(done)
             if len(events) < batch_size or not done:
-                return applied
+                return applied, users
 
     def _fail(self, message_id: Any, reason: str, error: dict[str, Any], at: datetime) -> None:
         self.messages.update_one(

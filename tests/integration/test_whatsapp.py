@@ -277,3 +277,25 @@ def test_statuses_reach_the_history_through_the_sweep_and_never_go_back(settings
             assert statuses == {"read"}
     finally:
         s.stop()
+
+
+def test_a_reply_meta_refuses_is_failed_in_the_history_with_metas_code_and_title(stack):
+    web = ApiChat(stack.app.test_client(), "081300000907")
+    stack.emulator.set_faults({"refuse_s": 30.0})
+    phone = "6281300000907"
+    stack.say(phone, "halo")
+    with stack.app.app_context():
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (
+            mongo.db["whatsapp_outbox"].count_documents({}) or not stack.emulator.refused["refused"]
+        ):
+            time.sleep(0.1)
+        run_sweep()
+    stack.emulator.set_faults({"refuse_s": 0.0})
+    history = web.get("/api/v1/chat/messages?limit=10").get_json()["messages"]
+    failed = [m for m in history if m["direction"] == "outbound"]
+    assert failed and all(m["status"] == "failed" for m in failed), failed
+    assert failed[0]["failureReason"] == "whatsapp_refused"
+    assert failed[0]["error"] == {"code": 131026, "title": "Message undeliverable"}
+    with stack.emulator.lock:
+        assert [s for s in stack.emulator.sent if s["to"] == phone] == []

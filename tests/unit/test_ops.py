@@ -81,13 +81,15 @@ def test_upstreams_are_addresses_or_named_addresses():
         upstreams.parse_upstream("=10.0.0.5:8000")
 
 
-def test_chat_posts_and_only_they_are_resent_to_the_other_instance(tmp_path):
+def test_only_the_idempotent_posts_are_resent_to_the_other_instance(tmp_path):
+    """Chat turns (by clientMessageId) and WhatsApp webhooks (by message id); no other POST."""
     text = upstreams.render(tmp_path, "127.0.0.1:1", ["127.0.0.1:2"]).read_text()
-    chat = text.split("location = /api/v1/chat/messages {")[1].split("}")[0]
-    assert "proxy_next_upstream error timeout non_idempotent;" in chat
-    assert "proxy_next_upstream_tries 2;" in chat and "proxy_next_upstream_timeout" in chat
+    for path in ("/api/v1/chat/messages", "/webhooks/whatsapp"):
+        block = text.split(f"location = {path} {{")[1].split("}")[0]
+        assert "proxy_next_upstream error timeout non_idempotent;" in block
+        assert "proxy_next_upstream_tries 2;" in block and "proxy_next_upstream_timeout" in block
     directives = [line.strip() for line in text.splitlines() if not line.strip().startswith("#")]
-    assert sum("non_idempotent" in line for line in directives) == 1
+    assert sum("non_idempotent" in line for line in directives) == 2
 
 
 def test_operator_views_are_loopback_only(tmp_path):
