@@ -19,7 +19,10 @@ def test_the_systemd_units_verify(tmp_path):
         (tmp_path / unit.name).write_text(unit.read_text().replace("/opt/chatbot", str(ROOT)))
     template = tmp_path / "chatbot@.service"
     (tmp_path / "chatbot@app1.service").write_text(template.read_text())
+    worker = tmp_path / "chatbot-whatsapp@.service"
+    (tmp_path / "chatbot-whatsapp@1.service").write_text(worker.read_text())
     names = ["chatbot@app1.service", "chatbot-sweeper.service", "chatbot-nginx.service"]
+    names += ["chatbot-whatsapp@1.service"]
     names += ["chatbot-checker.service", "chatbot-init-db.service", "chatbot.target"]
     done = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", *[f"./{n}" for n in names]],
@@ -36,7 +39,8 @@ def test_every_unit_restarts_on_exit_and_stops_gracefully():
     assert "GUNICORN_RUN_DIR=/run/chatbot/%i" in instance  # a control socket per instance
     nginx = (UNITS / "chatbot-nginx.service").read_text()
     assert "KillSignal=SIGQUIT" in nginx and "-s reload" in nginx
-    for unit in ("chatbot-sweeper.service", "chatbot-checker.service", "chatbot-nginx.service"):
+    units = ("chatbot-sweeper.service", "chatbot-checker.service", "chatbot-nginx.service")
+    for unit in (*units, "chatbot-whatsapp@.service"):
         assert "Restart=always" in (UNITS / unit).read_text()
 
 
@@ -44,7 +48,7 @@ def test_the_indexes_are_made_once_before_the_instances_and_the_sweeper_start():
     init = (UNITS / "chatbot-init-db.service").read_text()
     assert "Type=oneshot" in init and "RemainAfterExit=yes" in init
     assert "chatbot init-db --wait" in init and "Restart=on-failure" in init
-    for unit in ("chatbot@.service", "chatbot-sweeper.service"):
+    for unit in ("chatbot@.service", "chatbot-sweeper.service", "chatbot-whatsapp@.service"):
         text = (UNITS / unit).read_text()
         assert "Requires=chatbot-init-db.service" in text, unit
         assert "After=network-online.target chatbot-init-db.service" in text, unit
