@@ -361,3 +361,60 @@ def http(
             return Reply(response.status, dict(response.headers), response.read())
     except urllib.error.HTTPError as exc:
         return Reply(exc.code, dict(exc.headers), exc.read())
+
+
+class GraphEmulator(Service):
+    """The Graph API emulator (devtools/graph_emulator.py), posting webhooks to `webhook`."""
+
+    name = "graph"
+
+    def __init__(self, workdir: Path, webhook: str) -> None:
+        super().__init__(workdir)
+        self.webhook = webhook
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        script = str(ROOT / "devtools" / "graph_emulator.py")
+        return [
+            sys.executable,
+            script,
+            "serve",
+            "--port",
+            str(self.port),
+            "--webhook",
+            self.webhook,
+        ]
+
+
+class QueueWorker(Service):
+    """A WhatsApp queue worker (`flask chatbot whatsapp-worker`); it listens on no port,
+    so it is up once it says so in its log."""
+
+    def __init__(self, workdir: Path, name: str, app_env: dict[str, str]) -> None:
+        self.name = f"worker-{name}"
+        super().__init__(workdir)
+        self.app_env = app_env
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PROXY_SECRET": PROXY_SECRET, **self.app_env,
+                "INSTANCE_ID": self.name}  # fmt: skip
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "flask", "--app", "wsgi", "chatbot", "whatsapp-worker"]
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.command(), cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + 20
+        while "whatsapp worker:" not in self.log_tail(200):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name} did not start; log:\n{self.log_tail()}")
+            time.sleep(0.1)
