@@ -108,7 +108,7 @@ class Services:
                 if built is None or built[0] is not chat:
                     channel = WhatsAppChannel(
                         chat, chat.db, self.settings, self.clock, self.graph,
-                        rate=lambda: self.tasks.wait_for_rate(),
+                        rate=lambda wa_id: self.tasks.wait_for_rate(wa_id),
                     )  # fmt: skip
                     built = self._whatsapp = (chat, channel)
         return built[1]

@@ -349,6 +349,9 @@ class Settings:
     whatsapp_api_base_url: str = var("WHATSAPP_API_BASE_URL", "https://graph.facebook.com")
     # Messages per second per phone number id (Meta's default throughput is about 80).
     whatsapp_rate_per_s: int = var("WHATSAPP_RATE_PER_S", 80, ge=1)
+    # At least this long between two messages to one parent (Meta's pair rate limit,
+    # 131056, allows bursts; 0: no pace of our own, a 131056 is retried with backoff).
+    whatsapp_recipient_pace_s: float = var("WHATSAPP_RECIPIENT_PACE_S", 0.0, ge=0.0, le=60.0)
     # One Graph API call; a call with no answer by then is not retried (it may have sent).
     whatsapp_send_timeout_s: float = var("WHATSAPP_SEND_TIMEOUT_S", 10.0, ge=0.5)
     # Backoff after throttling, a 5xx or no connection: doubling from 0.5 s up to this.

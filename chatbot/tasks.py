@@ -131,8 +131,16 @@ class TaskQueue:
                 )
                 self.enqueue_send(wa_id, exc.delay_s)
 
-    def wait_for_rate(self) -> None:
-        """Block until the phone number's window has room for one more message."""
+    def wait_for_rate(self, wa_id: str) -> None:
+        """Block until this recipient's pace (WHATSAPP_RECIPIENT_PACE_S since the last
+        message to them, off by default) and the phone number's window (WHATSAPP_RATE_PER_S)
+        allow one more message."""
+        pace_ms = int(self.settings.whatsapp_recipient_pace_s * 1000)
+        if pace_ms:
+            key = f"{self.prefix}whatsapp:pace:{wa_id}"
+            # SET NX PX: taken for the next pace_ms by this send; else wait what is left.
+            while not self.redis.set(key, 1, nx=True, px=pace_ms):
+                time.sleep(max(int(self.redis.pttl(key) or 0), 10) / 1000)
         while True:
             with self.limiter.acquire(raise_on_failure=False) as acquired:
                 if acquired:

@@ -74,7 +74,7 @@ class WhatsAppChannel:
         settings: Settings,
         clock: Clock,
         graph: GraphClient | None = None,
-        rate: Callable[[], None] | None = None,
+        rate: Callable[[str], None] | None = None,
         observe: SendObserver | None = None,
     ) -> None:
         self.chat = chat
@@ -84,8 +84,9 @@ class WhatsAppChannel:
         self.outbox = WhatsAppOutbox(db)
         self.events = WhatsAppEvents(db)
         self.graph = graph
-        # Waits until the phone number's send rate allows one more message (the queue's).
-        self.rate = rate or (lambda: None)
+        # Waits until the phone number's send rate, and the pace for this recipient, allow
+        # one more message (the queue's, chatbot/tasks.py).
+        self.rate = rate or (lambda _wa_id: None)
         self.observe = observe or (lambda _outcome, _code, _seconds: None)
         self.texts = Texts()
 
@@ -211,7 +212,7 @@ class WhatsAppChannel:
             self.outbox.settled(turn, part)
             self.observe("outside_window", 131047, 0.0)
             return 0
-        self.rate()
+        self.rate(doc["waId"])
         if not self.outbox.attempt(turn, part, now):
             raise SendDeferredError("another attempt is recorded", 1.0)
         started = time.perf_counter()

@@ -4,6 +4,7 @@ and sends through the queue, replies and statuses back through the emulator."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import threading
@@ -41,7 +42,7 @@ pytestmark = pytest.mark.integration
 class Stack:
     """The app on a real port, the emulator on another, a worker of the app's queue."""
 
-    def __init__(self, settings, statuses: bool = False) -> None:
+    def __init__(self, settings, statuses: bool = False, **overrides) -> None:
         self.port, self.graph_port = free_port(), free_port()
         self.settings = replace(
             settings,
@@ -49,6 +50,7 @@ class Stack:
             whatsapp_api_base_url=f"http://127.0.0.1:{self.graph_port}",
             whatsapp_retry_max_s=1.0,
             whatsapp_requeue_after_s=1.0,
+            **overrides,
         ).checked()
         self.app = create_app(self.settings)
         self.app.config.update(TESTING=True)
@@ -299,3 +301,17 @@ def test_a_reply_meta_refuses_is_failed_in_the_history_with_metas_code_and_title
     assert failed[0]["error"] == {"code": 131026, "title": "Message undeliverable"}
     with stack.emulator.lock:
         assert [s for s in stack.emulator.sent if s["to"] == phone] == []
+
+
+def test_a_pace_per_recipient_spaces_the_messages_to_one_parent(settings):
+    s = Stack(settings, whatsapp_recipient_pace_s=0.4)
+    try:
+        phone = "6281300000908"
+        s.say(phone, "halo")  # the greeting and the consent question
+        s.replies(phone, 2)
+        with s.emulator.lock:
+            times = [m["at"] for m in s.emulator.sent if m["to"] == phone]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert gaps and min(gaps) >= 0.35, gaps
+    finally:
+        s.stop()
