@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psutil
-from flask import Blueprint, Flask, Request, Response, request
+from flask import Blueprint, Flask, Request, Response, current_app, request
 from flask.typing import ResponseReturnValue
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -41,14 +41,18 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
 
 from chatbot import cache, limits, metrics_dir
 from chatbot.api.auth import auth_required
+from chatbot.db import DatabaseError
 from chatbot.db.metrics import CommandTimer
 from chatbot.extensions import mongo
 from chatbot.metrics_dir import ENV_DIR
 from chatbot.redis_store import BreakerConnection
+from chatbot.services import services
+from chatbot.tasks import SEND_BUCKETS
 
 log = logging.getLogger(__name__)
 
@@ -477,9 +481,78 @@ def metrics() -> ResponseReturnValue:
     if path and os.path.isdir(path):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path)
-    response = Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    body = generate_latest(registry)
+    settings = current_app.config["SETTINGS"]
+    if settings.whatsapp_enabled:
+        body += whatsapp_metrics()
+    response = Response(body, mimetype=CONTENT_TYPE_LATEST)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+class _WhatsAppCollector:
+    """The WhatsApp queue's figures, deployment-wide: the sends every worker counted in
+    Redis (chatbot/tasks.py record_send) and the queue's depth in MongoDB and the broker.
+    Every instance shows the same values: take one instance's, never their sum."""
+
+    def __init__(self, stats: dict[str, float], depth: dict[str, float], oldest: float) -> None:
+        self.stats, self.depth, self.oldest = stats, depth, oldest
+
+    def collect(self) -> Any:
+        sends = CounterMetricFamily(
+            "chatbot_whatsapp_sends",
+            "WhatsApp sends by outcome (sent, failed, throttled, retried, unconfirmed, "
+            "outside_window) and Meta's error code, all workers together.",
+            labels=["outcome", "code"],
+        )
+        buckets: dict[str, float] = {}
+        for key, value in self.stats.items():
+            kind, _, rest = key.partition("|")
+            if kind == "sends":
+                outcome, _, code = rest.partition("|")
+                sends.add_metric([outcome, code], value)
+            elif kind == "latency":
+                buckets[rest] = value
+        yield sends
+        cumulative, rows = 0.0, []
+        for bound in (*SEND_BUCKETS, "inf"):
+            cumulative += buckets.get(str(bound), 0.0)
+            rows.append(("+Inf" if bound == "inf" else str(bound), cumulative))
+        yield HistogramMetricFamily(
+            "chatbot_whatsapp_send_seconds",
+            "Graph API call time of WhatsApp sends, all workers together.",
+            buckets=rows,
+            sum_value=self.stats.get("latency_sum", 0.0),
+        )
+        depth = GaugeMetricFamily(
+            "chatbot_whatsapp_queue_depth",
+            "WhatsApp work waiting: messages in the inbox, turns in the outbox (MongoDB), "
+            "tasks queued and delayed in the broker (Redis; -1 when unreachable).",
+            labels=["queue"],
+        )
+        for name, value in self.depth.items():
+            depth.add_metric([name], value)
+        yield depth
+        yield GaugeMetricFamily(
+            "chatbot_whatsapp_oldest_work_seconds",
+            "Age of the oldest unfinished WhatsApp work (inbox message or outbox turn).",
+            value=self.oldest,
+        )
+
+
+def whatsapp_metrics() -> bytes:
+    """The WhatsApp collector's text, or nothing if the database does not answer."""
+    found = services()
+    tasks, channel = found.tasks, found.whatsapp
+    try:
+        depth = {"inbox": float(channel.inbox.depth()), "outbox": float(channel.outbox.depth())}
+        oldest = channel.oldest_work_age()
+    except DatabaseError:
+        return b""
+    depth |= {name: float(n) for name, n in tasks.stats().items()}
+    registry = CollectorRegistry()
+    registry.register(_WhatsAppCollector(tasks.send_stats(), depth, oldest))
+    return bytes(generate_latest(registry))
 
 
 def init_app(app: Flask, enabled: bool = True) -> None:

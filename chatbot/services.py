@@ -109,6 +109,7 @@ class Services:
                     channel = WhatsAppChannel(
                         chat, chat.db, self.settings, self.clock, self.graph,
                         rate=lambda wa_id: self.tasks.wait_for_rate(wa_id),
+                        observe=lambda *sent: self.tasks.record_send(*sent),
                     )  # fmt: skip
                     built = self._whatsapp = (chat, channel)
         return built[1]

@@ -49,6 +49,8 @@ MAINTENANCE_CHANCE = 50
 # How long a second task for the same parent waits for the first to finish.
 USER_WAIT_S = 30.0
 REQUEUE_EVERY_S = 5.0
+# Send latency buckets (seconds) for chatbot_whatsapp_send_seconds.
+SEND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class TaskQueue:
@@ -189,6 +191,31 @@ class TaskQueue:
                         log.info("whatsapp requeued: %s", report)
             except (redis.RedisError, dramatiq.errors.DramatiqError, DatabaseError) as exc:
                 log.warning("whatsapp requeue failed: %s", type(exc).__name__)
+
+    # --- what the channel's sends did, for the metrics (every worker, every host) ------
+    def record_send(self, outcome: str, code: int | None, seconds: float) -> None:
+        """Count one send by outcome and Meta's code, and its latency, in Redis: the
+        workers of every host add to the same counters, which any instance's /metrics
+        shows (chatbot/metrics.py). A Redis error loses the count, never the send."""
+        bucket = next((b for b in SEND_BUCKETS if seconds <= b), "inf")
+        with contextlib.suppress(redis.RedisError), self.redis.pipeline(transaction=False) as p:
+            p.hincrby(self.stats_key, f"sends|{outcome}|{code or ''}", 1)
+            if outcome in ("sent", "failed", "throttled", "retried", "unconfirmed"):
+                p.hincrby(self.stats_key, f"latency|{bucket}", 1)
+                p.hincrbyfloat(self.stats_key, "latency_sum", seconds)
+            p.execute()
+
+    @property
+    def stats_key(self) -> str:
+        return f"{self.prefix}whatsapp:stats"
+
+    def send_stats(self) -> dict[str, float]:
+        """The counters record_send keeps ({} when Redis does not answer)."""
+        try:
+            raw = self.redis.hgetall(self.stats_key)
+        except redis.RedisError:
+            return {}
+        return {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
 
     def worker(self, threads: int) -> dramatiq.Worker:
         return dramatiq.Worker(self.broker, queues={QUEUE}, worker_threads=threads)

@@ -175,6 +175,13 @@ class WhatsAppChannel:
 
         return deliver
 
+    def oldest_work_age(self) -> float:
+        """Seconds since the oldest unfinished work (an inbox message or an outbox turn)
+        arrived; 0 when there is none. Two small reads: both hold only unfinished work."""
+        now = self.clock.now()
+        found = [t for t in (self.inbox.oldest(), self.outbox.oldest()) if t is not None]
+        return max(((now - t).total_seconds() for t in found), default=0.0)
+
     # --- 3. sends ----------------------------------------------------------------------
     def send(self, wa_id: str) -> int:
         """Send the recipient's ready turns in order; answer how many parts went out.

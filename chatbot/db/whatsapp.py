@@ -83,6 +83,12 @@ class WhatsAppInbox:
     def depth(self) -> int:
         return self.col.estimated_document_count()
 
+    def oldest(self) -> datetime | None:
+        for doc in self.col.find({}, {"receivedAt": 1}).sort("receivedAt", ASCENDING).limit(1):
+            received: datetime = doc["receivedAt"]
+            return received
+        return None
+
 
 class WhatsAppOutbox:
     """One document per answered turn (`_id` its clientMessageId): the Graph API messages

@@ -315,3 +315,20 @@ def test_a_pace_per_recipient_spaces_the_messages_to_one_parent(settings):
         assert gaps and min(gaps) >= 0.35, gaps
     finally:
         s.stop()
+
+
+def test_metrics_count_the_webhooks_and_the_sends_of_every_worker(stack):
+    phone = "6281300000909"
+    stack.say(phone, "halo")
+    replies = stack.replies(phone, 2)
+    _post(stack, b"{}", "sha256=" + "0" * 64)  # one refused webhook
+    time.sleep(1.2)  # the web process's counters are written to the metric files each second
+    text = http("GET", stack.url + "/metrics").body.decode()
+    sent = [line for line in text.splitlines() if line.startswith("chatbot_whatsapp_sends_total")]
+    assert any(
+        'outcome="sent"' in line and float(line.split()[-1]) >= len(replies) for line in sent
+    )
+    assert 'chatbot_whatsapp_webhooks_total{outcome="bad_signature"} 1.0' in text
+    assert 'chatbot_whatsapp_queue_depth{queue="inbox"}' in text
+    assert "chatbot_whatsapp_send_seconds_bucket" in text
+    assert "chatbot_whatsapp_oldest_work_seconds" in text
