@@ -41,6 +41,7 @@ from prometheus_client import multiprocess
 
 from chatbot.db import DatabaseError, Mongo, deadline
 from chatbot.db.metrics import AlertRepository, MetricsRepository
+from chatbot.db.whatsapp import WhatsAppInbox, WhatsAppOutbox
 from chatbot.logs import configure_logging
 from chatbot.metrics import CACHE_OUTCOMES, CACHE_TIERS, SHED_REASONS
 from chatbot.metrics_dir import ENV_DIR
@@ -49,7 +50,9 @@ from chatbot.settings import Settings
 log = logging.getLogger("chatbot.collector")
 
 MEMORY, CPU, RESPONSE_TIME = "high_memory_usage", "high_cpu_usage", "high_response_time"
-ALERT_KINDS = (MEMORY, CPU, RESPONSE_TIME)
+# The WhatsApp queue's oldest unfinished work (only with WHATSAPP_ENABLED=1).
+WHATSAPP_QUEUE_AGE = "whatsapp_queue_stalled"
+ALERT_KINDS = (MEMORY, CPU, RESPONSE_TIME, WHATSAPP_QUEUE_AGE)
 # Old snapshots and alerts are deleted about every 10 minutes, not every run: on
 # FerretDB (no index use) each delete scans the collection.
 PRUNE_EVERY_S = 600
@@ -331,10 +334,16 @@ class Thresholds:
     memory_bytes: int
     cpu_percent: float
     response_time_ms: float
+    whatsapp_queue_age_s: float = 60.0
 
     @classmethod
     def from_settings(cls, s: Settings) -> Thresholds:
-        return cls(s.alert_memory_mb * 2**20, s.alert_cpu_percent, s.alert_response_time_ms)
+        return cls(
+            s.alert_memory_mb * 2**20,
+            s.alert_cpu_percent,
+            s.alert_response_time_ms,
+            s.whatsapp_queue_age_alert_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -355,7 +364,7 @@ def conditions(snapshot: dict[str, Any], t: Thresholds) -> dict[str, Condition]:
     rt = snapshot["responseTime"]
     p95, average = rt["p95"], rt["average"]
     slowest = max((v for v in (p95, average) if v is not None), default=None)
-    return {
+    found = {
         MEMORY: Condition(
             rss > t.memory_bytes,
             rss,
@@ -379,6 +388,18 @@ def conditions(snapshot: dict[str, Any], t: Thresholds) -> dict[str, Condition]:
             {"p95Ms": p95, "averageMs": average, "requests": snapshot["requestCount"]},
         ),
     }
+    whatsapp = snapshot.get("whatsapp")
+    if whatsapp is not None:
+        age = whatsapp["oldestWorkS"]
+        found[WHATSAPP_QUEUE_AGE] = Condition(
+            age > t.whatsapp_queue_age_s,
+            age,
+            t.whatsapp_queue_age_s,
+            f"the oldest WhatsApp message or reply has waited {age:.0f} s "
+            f"(limit {t.whatsapp_queue_age_s:g} s): are the queue workers running?",
+            {"inbox": whatsapp["inbox"], "outbox": whatsapp["outbox"]},
+        )
+    return found
 
 
 class AlertStore(Protocol):
@@ -575,6 +596,8 @@ class Collector:
         self.previous, self.previous_at = current, at
         try:
             with deadline(RUN_DEADLINE_S):
+                if self.settings.whatsapp_enabled:
+                    snapshot["whatsapp"] = self.whatsapp_queue(snapshot["timestamp"])
                 self.snapshots.save(snapshot)
                 self.alerter.evaluate(snapshot, snapshot["timestamp"])
                 if at - self.pruned_at >= PRUNE_EVERY_S or not self.pruned_at:
@@ -583,6 +606,14 @@ class Collector:
         except DatabaseError as exc:
             log.warning("metrics snapshot not saved: %s", type(exc).__name__)
         return snapshot
+
+    def whatsapp_queue(self, now: datetime) -> dict[str, Any]:
+        """The WhatsApp queue's unfinished work (deployment-wide: the inbox and the outbox
+        hold only that, so these reads stay small)."""
+        inbox, outbox = WhatsAppInbox(self.db), WhatsAppOutbox(self.db)
+        found = [t for t in (inbox.oldest(), outbox.oldest()) if t is not None]
+        age = max(((now - t).total_seconds() for t in found), default=0.0)
+        return {"inbox": inbox.depth(), "outbox": outbox.depth(), "oldestWorkS": round(age, 1)}
 
     def prune(self, now: datetime) -> None:
         s = self.settings

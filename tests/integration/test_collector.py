@@ -150,3 +150,27 @@ def test_retention_deletes_old_snapshots_and_resolved_alerts(settings, db, tmp_p
     left = snapshots.history(now - timedelta(days=30), now)
     assert len(left) == 2
     assert [a["id"] for a in alerts.list()] == [ancient_open["id"]]  # open ones are kept
+
+
+def test_a_stalled_whatsapp_queue_opens_its_alert_and_work_done_resolves_it(settings, db, tmp_path):
+    import os
+
+    from chatbot.collector import WHATSAPP_QUEUE_AGE
+    from chatbot.db.whatsapp import WhatsAppInbox
+
+    s = replace(
+        settings, instance_id="app8", whatsapp_enabled=True, whatsapp_queue_age_alert_s=5.0,
+        alert_response_time_ms=10**6, alert_memory_mb=10**6, alert_cpu_percent=101.0,
+    ).checked()  # fmt: skip
+    ensure_indexes(db)
+    collector = Collector(s, db, str(tmp_path), master_pid=os.getpid())
+    inbox = WhatsAppInbox(db)
+    stuck = datetime.now(UTC) - timedelta(seconds=30)  # no worker took it for 30 s
+    inbox.record({"wamid": "wamid.stuck", "waId": "628", "timestamp": stuck}, stuck)
+    snapshot = collector.run_once()
+    assert snapshot["whatsapp"]["inbox"] == 1 and snapshot["whatsapp"]["oldestWorkS"] >= 30
+    alert = AlertRepository(db).find_open(WHATSAPP_QUEUE_AGE, "app8")
+    assert alert is not None and "queue workers" in alert["message"]
+    inbox.done("wamid.stuck")
+    collector.run_once()
+    assert AlertRepository(db).find_open(WHATSAPP_QUEUE_AGE, "app8") is None

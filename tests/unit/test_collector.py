@@ -17,6 +17,7 @@ from chatbot.collector import (
     CPU,
     MEMORY,
     RESPONSE_TIME,
+    WHATSAPP_QUEUE_AGE,
     Reading,
     Thresholds,
     Webhook,
@@ -145,6 +146,15 @@ def test_the_designs_three_conditions():
     # The average alone is enough, and an idle interval never fires.
     assert conditions(snap_with(p95=900, average=1200), DESIGN)[RESPONSE_TIME].firing
     assert not conditions(snap_with(), DESIGN)[RESPONSE_TIME].firing
+
+
+def test_the_whatsapp_queue_alert_fires_past_its_age_and_only_with_the_channel():
+    assert WHATSAPP_QUEUE_AGE not in conditions(snap_with(), DESIGN)  # channel off: no such data
+    waiting = {**snap_with(), "whatsapp": {"inbox": 3, "outbox": 1, "oldestWorkS": 60.5}}
+    fired = conditions(waiting, DESIGN)[WHATSAPP_QUEUE_AGE]
+    assert fired.firing and fired.value == 60.5 and fired.details == {"inbox": 3, "outbox": 1}
+    waiting["whatsapp"]["oldestWorkS"] = 59.0
+    assert not conditions(waiting, DESIGN)[WHATSAPP_QUEUE_AGE].firing
 
 
 class Receiver(httpserver.ThreadingHTTPServer):
