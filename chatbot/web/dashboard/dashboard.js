@@ -251,6 +251,10 @@ function renderCharts(snapshots, interval) {
     [...perInstance(t, (s) => mib(s.memory.rss)), ...perInstance(t, (s) => mib(s.memory.maxWorkerRss))], t.xs);
   draw("chart-cpu", names, perInstance(t, (s) => s.cpu.percent), t.xs);
   draw("chart-cache", ["memory", "redis", "response"], ["memory", "redis", "response"].map((tier) => cacheRate(t, tier)), t.xs);
+  // Deployment-wide (every instance's collector reads the same queue): the largest reading.
+  const whatsapp = (k) => combined(t, (s) => (s.whatsapp ? s.whatsapp[k] : null)).map(max);
+  draw("chart-whatsapp", ["inbox", "outbox", "oldest (s)"],
+    [whatsapp("inbox"), whatsapp("outbox"), whatsapp("oldestWorkS")], t.xs);
 }
 
 if (typeof uPlot === "undefined") {
