@@ -162,6 +162,9 @@ def supervised() -> Iterator[Stack]:
         # No SMS gateway here: keep the default (logging) code sender,
         # which production refuses unless told explicitly.
         ALLOW_LOG_CODE_SENDER="1",
+        # The WhatsApp channel (on in `make run`) has fault runs of its own
+        # (tests/e2e/test_whatsapp.py); off here, production would want its secrets.
+        WHATSAPP_ENABLED="0",
         MONGO_DB=mongo_db,
         WEB_CONCURRENCY="2",
         CHAT_RATE_LIMIT="100000 per minute",
