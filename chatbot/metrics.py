@@ -641,8 +641,10 @@ def on_exit(server: Any) -> None:
     """
     if _collector is not None and _collector.poll() is None:
         _collector.terminate()
+        # Half a second, not more: its snapshots are written whole or not at all, and the
+        # instance's stop (supervisord stops the stack one program at a time) waits on it.
         try:
-            _collector.wait(5)
+            _collector.wait(0.5)
         except subprocess.TimeoutExpired:
             _collector.kill()
     if metrics_dir.own_dir:

@@ -3,8 +3,8 @@
     .venv/bin/python devtools/start_loop.py [--starts 20] [--unclean-every 5]
 
 Each start must answer GET /health 200 through nginx within HEALTHY_WITHIN_S, served by
-that start's own processes (every port of the stack held by a descendant of that run.sh,
-none of the previous start's left); then it is stopped, in turn by Ctrl-C (INT to its
+that start's own processes (every port held by a descendant of that run.sh, none of the
+previous start's left), every program running; then it is stopped, in turn by Ctrl-C (INT to its
 process group, as the terminal sends it), TERM and HUP (the terminal closed) to run.sh,
 and every --unclean-every'th by SIGKILL to supervisord. Within STOPPED_WITHIN_S no
 process of the stack may be left (devtools/stack_guard.py's definition). One line per
@@ -33,7 +33,9 @@ sys.path.insert(0, str(ROOT / "devtools"))
 import stack_guard  # noqa: E402 -- devtools is not a package
 
 HEALTHY_WITHIN_S = 30.0
-STOPPED_WITHIN_S = 10.0
+# A clean stop is graceful and supervisord stops its 12 programs one after another (about a
+# second apiece at the least): 6.7-10.3 s measured; a SIGKILLed supervisord's 2-3 s.
+STOPPED_WITHIN_S = 15.0
 PORTS = ("STACK_PORT", "STACK_APP1_PORT", "STACK_APP2_PORT", "STACK_MONGO_PORT")
 PORTS += ("STACK_REDIS_PORT", "STACK_PG_PORT", "STACK_GRAPH_PORT")
 
@@ -83,6 +85,23 @@ def port_holders(env: dict[str, str]) -> dict[str, int | None]:
         p = stack_guard.holder(int(env[variable]))
         holders[variable] = p.pid if p else None
     return holders
+
+
+def settled(env: dict[str, str]) -> bool:
+    """Whether supervisord has every program RUNNING (init EXITED, its work done)."""
+    done = subprocess.run(
+        ["bash", "devtools/stackctl", "status"], cwd=ROOT, env=env, capture_output=True,
+        text=True, check=False,
+    )  # fmt: skip
+    states = dict(line.split()[:2] for line in done.stdout.splitlines() if len(line.split()) > 1)
+    if not states or states.get("init") != "EXITED":
+        return False
+    autostarted = {"pgsql", "database", "cache", "watchdog"}
+    return all(
+        state == "RUNNING" or (name in autostarted and state == "STOPPED")  # not embedded
+        for name, state in states.items()
+        if name != "init"
+    )
 
 
 def stop_kind(number: int, unclean_every: int) -> str:
@@ -140,6 +159,12 @@ def one_start(
                 start.problem = f"ports not held by this start's processes: {strangers}"
             elif family & previous:
                 start.problem = f"processes of the previous start serve: {family & previous}"
+        # Stopped once it has finished starting (every program up, init done), as a person
+        # stops a stack they used: a stop in the middle of the workers' boot waits for it.
+        while not start.problem and not settled(env):
+            if time.monotonic() - began > HEALTHY_WITHIN_S:
+                start.problem = f"not every program running within {HEALTHY_WITHIN_S:g} s"
+            time.sleep(0.2)
     finally:
         stopping = time.monotonic()
         if kind == "SIGKILL supervisord":
