@@ -34,7 +34,7 @@ import stack_guard  # noqa: E402 -- devtools is not a package
 
 HEALTHY_WITHIN_S = 30.0
 # A clean stop is graceful and supervisord stops its 12 programs one after another (about a
-# second apiece at the least): 6.7-10.3 s measured; a SIGKILLed supervisord's 2-3 s.
+# second apiece at the least): 6.3-11.7 s measured; a SIGKILLed supervisord's 2-3 s.
 STOPPED_WITHIN_S = 15.0
 PORTS = ("STACK_PORT", "STACK_APP1_PORT", "STACK_APP2_PORT", "STACK_MONGO_PORT")
 PORTS += ("STACK_REDIS_PORT", "STACK_PG_PORT", "STACK_GRAPH_PORT")
