@@ -139,8 +139,10 @@ class UserLocks:
         """Hold the user: Redis's lock, plus the lease while a window is open; the lease
         alone when Redis cannot be reached. BusyError when another holds it."""
         try:
-            lock = self._redis_lock(user_id)
+            lock: redis.lock.Lock | None = self._redis_lock(user_id)
         except redis.RedisError:
+            lock = None
+        if lock is None:  # outside the except: the turn's own errors are not chained to it
             with self._fallback(user_id):
                 yield
             return

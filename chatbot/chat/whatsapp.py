@@ -30,9 +30,9 @@ from chatbot.channels.graph import Accepted, GraphClient, Refused, Retry, Unconf
 from chatbot.channels.whatsapp import Webhook, render_reply
 from chatbot.chat.service import ChatService
 from chatbot.clock import Clock
-from chatbot.db import Database
+from chatbot.db import Database, DatabaseError
 from chatbot.db.whatsapp import WhatsAppEvents, WhatsAppInbox, WhatsAppOutbox
-from chatbot.errors import ConflictError
+from chatbot.errors import BusyError, ConflictError, ServiceUnavailableError
 from chatbot.screening.texts import Texts
 from chatbot.settings import Settings
 
@@ -130,6 +130,8 @@ class WhatsAppChannel:
                 self._turn(wa_id, turn, message)
             except ConflictError:
                 pass  # handled before, and archived since: nothing to redo
+            except (BusyError, ServiceUnavailableError, DatabaseError):
+                raise  # not the message's fault (a web turn holds the user, an outage): retried
             except Exception:
                 if (
                     self.inbox.failed_attempt(message["wamid"])
