@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -90,6 +91,7 @@ class Network:
         return f"cbv{self.tag}{name}"  # the host side of the host's veth (<= 15 characters)
 
     def create(self, names: list[str]) -> None:
+        self.remove_leftovers()
         ip("link", "add", self.bridge, "type", "bridge")
         ip("addr", "add", f"{GATEWAY}/24", "dev", self.bridge)
         ip("link", "set", self.bridge, "up")
@@ -104,6 +106,19 @@ class Network:
             ip("-n", ns, "link", "set", inside, "up")
             ip("-n", ns, "link", "set", "lo", "up")
             self.hosts[name] = f"{NET}.{index}"
+
+    @staticmethod
+    def remove_leftovers() -> None:
+        """Remove the bridge and namespaces of an earlier run that was killed before its
+        teardown: its bridge holds GATEWAY, and this run's would not be reached."""
+        found = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        for line in found.splitlines():
+            name = line.split()[0] if line.split() else ""
+            if re.fullmatch(r"cb[0-9a-f]{5}h\d+", name):
+                subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+        for bridge in re.findall(r"^\d+: (cbbr[0-9a-f]{5})[:@]", links, re.MULTILINE):
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
 
     def cut(self, name: str) -> None:
         ip("link", "set", self.link(name), "down")
