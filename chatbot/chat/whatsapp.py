@@ -128,10 +128,12 @@ class WhatsAppChannel:
             turn = "wa:" + message["wamid"]
             try:
                 self._turn(wa_id, turn, message)
+            except (BusyError, ServiceUnavailableError, DatabaseError):
+                # Not the message's fault (a web turn holds the user, an outage): retried.
+                # Before ConflictError, of which BusyError is a kind.
+                raise
             except ConflictError:
                 pass  # handled before, and archived since: nothing to redo
-            except (BusyError, ServiceUnavailableError, DatabaseError):
-                raise  # not the message's fault (a web turn holds the user, an outage): retried
             except Exception:
                 if (
                     self.inbox.failed_attempt(message["wamid"])

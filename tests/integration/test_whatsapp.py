@@ -341,3 +341,32 @@ def test_metrics_count_the_webhooks_and_the_sends_of_every_worker(stack):
     assert 'chatbot_whatsapp_queue_depth{queue="inbox"}' in text
     assert "chatbot_whatsapp_send_seconds_bucket" in text
     assert "chatbot_whatsapp_oldest_work_seconds" in text
+
+
+def test_a_message_meeting_the_users_lock_held_waits_and_is_answered_not_dropped(stack):
+    import redis as redis_py
+
+    web = ApiChat(stack.app.test_client(), "081300000910")
+    web.say("halo")
+    with stack.app.app_context():
+        user = mongo.db["users"].find_one({"phoneNumber": "+6281300000910"})
+    client = redis_py.Redis.from_url(stack.settings.redis_url)
+    key = f"{stack.settings.redis_key_prefix}lock:user:{user['_id']}"
+    held = client.lock(key, timeout=10)
+    assert held.acquire(blocking=False)  # as a web turn that takes long would hold it
+    try:
+        stack.say("6281300000910", "bantuan")
+        time.sleep(stack.settings.lock_wait_s + 1.0)  # the turn met the lock: BusyError
+        with stack.emulator.lock:
+            assert [s for s in stack.emulator.sent if s["to"] == "6281300000910"] == []
+    finally:
+        held.release()
+        client.close()
+    replies = stack.replies("6281300000910", 1, timeout=20)  # retried by the queue
+    assert replies
+    with stack.app.app_context():
+        assert mongo.db["whatsapp_inbound"].count_documents({}) == 0
+        turns = mongo.db["messages"].count_documents(
+            {"userId": user["_id"], "direction": "inbound", "turn": {"$regex": "^wa:"}}
+        )
+        assert turns == 1
