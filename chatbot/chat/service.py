@@ -173,22 +173,10 @@ class ChatService:
         """
         user_id = user["id"]
         with self.user_lock(user_id), deadline(self.settings.mongo_request_timeout_s):
-            # MongoDB keeps milliseconds: the same precision everywhere (history, cursors).
-            now = self.clock.now()
-            now = now.replace(microsecond=now.microsecond // 1000 * 1000)
-            try:
-                # Inserting first is the idempotency check: the unique (userId,
-                # clientMessageId) index refuses a second copy of a message.
-                inbound = self.messages.insert_inbound(user_id, text, client_message_id, now)
-            except DuplicateMessageError:
-                stored, replies = self.messages.turn(user_id, client_message_id)
-                if stored is None:  # only if the message was archived since: nothing to redo
-                    raise ConflictError("This message was already handled.") from None
-                answered = [r for r in replies if r["status"] != "failed"]
-                if answered:
-                    stored["status"] = "handled"
-                    return turn_body(stored, answered, duplicate=True)
-                inbound = stored  # accepted before but never answered (a crash): answer it now
+            now = self._turn_time()
+            inbound, answered = self._accept(user_id, text, client_message_id, now)
+            if answered is not None:
+                return answered
             session = self.sessions.load(user_id, now)
             store = RepositoryStore(self.db, self.users, self.children, session.pending, now)
             engine = Engine(store, self.banks, self.engine_config)
@@ -207,19 +195,7 @@ class ChatService:
                     )
                 raise
             made = [r.as_dict() for r in turn.replies]
-            ids = None
-            if deliver is not None:
-                ids = self.messages.new_ids(len(made))
-                deliver(ids, made, now)
-            replies = self.messages.insert_outbound(
-                user_id,
-                inbound["id"],
-                client_message_id,
-                made,
-                now,
-                queued=deliver is not None,
-                ids=ids,
-            )
+            replies = self._store_replies(user_id, inbound, client_message_id, made, now, deliver)
             inbound["status"] = "handled"
             # The turn is answered now: saving the session degrades, it never fails it.
             self.sessions.save(user_id, session, turn.state, now)
@@ -240,30 +216,59 @@ class ChatService:
         stays where it was."""
         user_id = user["id"]
         with self.user_lock(user_id), deadline(self.settings.mongo_request_timeout_s):
-            now = self.clock.now()
-            now = now.replace(microsecond=now.microsecond // 1000 * 1000)
-            try:
-                inbound = self.messages.insert_inbound(user_id, text, client_message_id, now)
-            except DuplicateMessageError:
-                stored, replies = self.messages.turn(user_id, client_message_id)
-                if stored is None:  # archived since: nothing to redo
-                    raise ConflictError("This message was already handled.") from None
-                if replies:
-                    return turn_body(stored, replies, duplicate=True)
-                inbound = stored
+            now = self._turn_time()
+            inbound, answered = self._accept(user_id, text, client_message_id, now)
+            if answered is not None:
+                return answered
             made = [{"text": reply, "quickReplies": []}]
-            ids = None
-            if deliver is not None:
-                ids = self.messages.new_ids(1)
-                deliver(ids, made, now)
-            replies = self.messages.insert_outbound(
-                user_id, inbound["id"], client_message_id, made, now,
-                queued=deliver is not None, ids=ids,
-            )  # fmt: skip
+            replies = self._store_replies(user_id, inbound, client_message_id, made, now, deliver)
             inbound["status"] = "handled"
             self.history_cache.push(user_id, [history_item(inbound), *map(history_item, replies)])
             self.on_change(user_id, False)
             return turn_body(inbound, replies, duplicate=False)
+
+    def _turn_time(self) -> datetime:
+        """Now, in the milliseconds MongoDB keeps: the same precision everywhere (history,
+        cursors)."""
+        now = self.clock.now()
+        return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+    def _accept(
+        self, user_id: str, text: str, client_message_id: str, now: datetime
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The inbound message, stored now; or, seen before, the stored one and, if it was
+        answered, that answer (nothing left to do). Inserting first is the idempotency
+        check: the unique (userId, clientMessageId) index refuses a second copy."""
+        try:
+            return self.messages.insert_inbound(user_id, text, client_message_id, now), None
+        except DuplicateMessageError:
+            stored, replies = self.messages.turn(user_id, client_message_id)
+        if stored is None:  # only if the message was archived since: nothing to redo
+            raise ConflictError("This message was already handled.")
+        answered = [r for r in replies if r["status"] != "failed"]
+        if answered:
+            stored["status"] = "handled"
+            return stored, turn_body(stored, answered, duplicate=True)
+        return stored, None  # accepted before but never answered (a crash): answer it now
+
+    def _store_replies(
+        self,
+        user_id: str,
+        inbound: dict[str, Any],
+        client_message_id: str,
+        made: list[dict[str, Any]],
+        now: datetime,
+        deliver: Deliver | None,
+    ) -> list[dict[str, Any]]:
+        """Store a turn's replies; a channel that delivers them itself gets them first."""
+        ids = None
+        if deliver is not None:
+            ids = self.messages.new_ids(len(made))
+            deliver(ids, made, now)
+        return self.messages.insert_outbound(
+            user_id, inbound["id"], client_message_id, made, now,
+            queued=deliver is not None, ids=ids,
+        )  # fmt: skip
 
     def history(
         self, user_id: str, limit: int, cursor: str | None
