@@ -190,7 +190,7 @@ class ChatService:
                         user_id,
                         inbound["id"],
                         client_message_id,
-                        f"processing_error: {type(exc).__name__}",
+                        f"{PROCESSING_ERROR}: {type(exc).__name__}",
                         now,
                     )
                 raise
@@ -245,7 +245,13 @@ class ChatService:
             stored, replies = self.messages.turn(user_id, client_message_id)
         if stored is None:  # only if the message was archived since: nothing to redo
             raise ConflictError("This message was already handled.")
-        answered = [r for r in replies if r["status"] != "failed"]
+        # A reply that failed in processing leaves the message unanswered; one a channel
+        # failed to deliver (Meta refused it, outside the 24-hour window) is an answer.
+        answered = [
+            r for r in replies
+            if r["status"] != "failed"
+            or not (r.get("failureReason") or "").startswith(PROCESSING_ERROR)
+        ]  # fmt: skip
         if answered:
             stored["status"] = "handled"
             return stored, turn_body(stored, answered, duplicate=True)
@@ -314,6 +320,10 @@ class ChatService:
         The lock's timeout outlasts a turn: every database call of a turn runs under a
         shorter deadline."""
         return self.locks.hold(user_id)
+
+
+# The failureReason prefix of the reply stored when a turn raised: the message is retried.
+PROCESSING_ERROR = "processing_error"
 
 
 def history_item(message: dict[str, Any]) -> dict[str, Any]:

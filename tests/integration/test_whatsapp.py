@@ -285,7 +285,7 @@ def test_a_reply_meta_refuses_is_failed_in_the_history_with_metas_code_and_title
     web = ApiChat(stack.app.test_client(), "081300000907")
     stack.emulator.set_faults({"refuse_s": 30.0})
     phone = "6281300000907"
-    stack.say(phone, "halo")
+    first = stack.say(phone, "halo")
     with stack.app.app_context():
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and (
@@ -299,6 +299,14 @@ def test_a_reply_meta_refuses_is_failed_in_the_history_with_metas_code_and_title
     assert failed and all(m["status"] == "failed" for m in failed), failed
     assert failed[0]["failureReason"] == "whatsapp_refused"
     assert failed[0]["error"] == {"code": 131026, "title": "Message undeliverable"}
+    with stack.emulator.lock:
+        assert [s for s in stack.emulator.sent if s["to"] == phone] == []
+    # Meta redelivers the message after refusing its reply: the turn was answered (its
+    # replies failed at Meta, not in processing), so it is not run, stored or sent again.
+    assert stack.say(phone, "halo", wamid=first["wamid"])["status"] == 200
+    time.sleep(1.5)
+    again = web.get("/api/v1/chat/messages?limit=10").get_json()["messages"]
+    assert [m["id"] for m in again] == [m["id"] for m in history]
     with stack.emulator.lock:
         assert [s for s in stack.emulator.sent if s["to"] == phone] == []
 
