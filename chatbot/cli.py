@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import threading
 import time
@@ -225,6 +226,37 @@ def grant_role(phone: str, role: str) -> None:
     if not services().users.set_role(number, role):
         raise click.ClickException(f"{number} has not started a chat yet")
     click.echo(f"{number} is now {role}")
+
+
+@cli.command("whatsapp-notify")
+@click.argument("phone")
+@click.argument("template")
+@click.argument("values", nargs=-1)
+@click.option("--ref", default=None, help="Names this notification (default: a new one).")
+def whatsapp_notify(phone: str, template: str, values: tuple[str, ...], ref: str | None) -> None:
+    """Send the approved TEMPLATE to PHONE (international form, e.g. 6281234567890), with
+    its parameters as name=value (e.g. child=Ayu "when=9 bulan"); the queue workers send
+    it. How an operator tries a template; the reminders send them the same way."""
+    settings = current_app.config["SETTINGS"]
+    if not settings.whatsapp_enabled:
+        raise click.ClickException("WHATSAPP_ENABLED is off")
+    found = services()
+    wa_id = phone.lstrip("+")
+    if not wa_id.isdigit():
+        raise click.BadParameter("a phone number in international form", param_hint="PHONE")
+    if template not in found.templates.available():
+        raise click.BadParameter(
+            f"one of {', '.join(found.templates.available())}", param_hint="TEMPLATE"
+        )
+    pairs = dict(v.partition("=")[::2] for v in values)
+    try:
+        message = found.whatsapp.notify(wa_id, template, pairs, ref or secrets.token_hex(8))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="VALUES") from None
+    if message is None:
+        raise click.ClickException(f"a notification {ref} is queued already")
+    found.tasks.enqueue_send(wa_id)
+    click.echo(f"queued {message['id']}: {message['text']}")
 
 
 @cli.command("whatsapp-worker")

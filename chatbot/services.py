@@ -23,6 +23,7 @@ from flask import Flask, current_app
 from chatbot.auth import CodeSender, Tokens, load_sender
 from chatbot.cache import RedisCache
 from chatbot.channels.graph import GraphClient
+from chatbot.channels.templates import Templates
 from chatbot.chat.banks import BankRegistry
 from chatbot.chat.children import ChildDirectory
 from chatbot.chat.service import ChatService
@@ -63,6 +64,10 @@ class Services:
         self._lock = threading.Lock()
         self._chat: tuple[object, int, ChatService] | None = None
         self._whatsapp: tuple[ChatService, WhatsAppChannel] | None = None
+        # Built now: a WHATSAPP_TEMPLATE_* naming something unknown stops start-up.
+        self.templates = Templates(
+            settings.whatsapp_template_languages, settings.whatsapp_template_names
+        )
 
     @cached_property
     def sender(self) -> CodeSender:
@@ -110,6 +115,7 @@ class Services:
                         chat, chat.db, self.settings, self.clock, self.graph,
                         rate=lambda wa_id: self.tasks.wait_for_rate(wa_id),
                         observe=lambda *sent: self.tasks.record_send(*sent),
+                        templates=self.templates,
                     )  # fmt: skip
                     built = self._whatsapp = (chat, channel)
         return built[1]

@@ -362,6 +362,12 @@ class Settings:
     whatsapp_worker_threads: int = var("WHATSAPP_WORKER_THREADS", 8, ge=1)
     # Unfinished work older than this is queued again (a task lost with Redis's data).
     whatsapp_requeue_after_s: float = var("WHATSAPP_REQUEUE_AFTER_S", 10.0, ge=1.0)
+    # Message templates (chatbot/data/whatsapp_templates.json), the only messages Meta
+    # delivers outside the 24-hour window: the translations approved for the account (the
+    # first is used for a parent of another language), and `key=name,...` for templates
+    # approved under another name than the data file's.
+    whatsapp_template_languages: str = var("WHATSAPP_TEMPLATE_LANGUAGES", "id,en")
+    whatsapp_template_names: str = var("WHATSAPP_TEMPLATE_NAMES", "")
     # An alert when the oldest queued send is older than this (docs/monitoring.md).
     whatsapp_queue_age_alert_s: float = var("WHATSAPP_QUEUE_AGE_ALERT_S", 60.0, ge=1.0)
 

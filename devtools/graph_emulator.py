@@ -5,7 +5,8 @@ shapes (../shared/docs/whatsapp.md):
 
 - `POST /{version}/{phone_number_id}/messages` with `Authorization: Bearer <token>`: the
   body's shape is checked (text at most 4,096 characters; reply buttons at most 3, titles
-  at most 20; a list at most 10 rows, titles at most 24; templates by name and language)
+  at most 20; a list at most 10 rows, titles at most 24; a template must be one approved
+  here: by default those of chatbot/data/whatsapp_templates.json, in --template-languages)
   and answered like Meta: `{"messaging_product": "whatsapp", "contacts": [...],
   "messages": [{"id": "wamid..."}]}`, or Meta's error body (`{"error": {"message",
   "type", "code", "error_subcode", "fbtrace_id"}}`). Every send is recorded.
@@ -42,17 +43,40 @@ import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 DEV_APP_SECRET = "dev-whatsapp-app-secret"  # noqa: S105 -- the development placeholder
 DEV_TOKEN = "dev-whatsapp-access-token"  # noqa: S105 -- the development placeholder
 DEV_PHONE_NUMBER_ID = "100000000000001"
+TEMPLATES_FILE = (
+    Path(__file__).resolve().parent.parent / "chatbot" / "data" / "whatsapp_templates.json"
+)
+
+
+def approved_templates(languages: str, path: Path = TEMPLATES_FILE) -> dict[str, dict[str, Any]]:
+    """The templates "approved at Meta" here: name -> its languages and parameter count."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    codes = {code.strip() for code in languages.split(",") if code.strip()}
+    return {
+        t["name"]: {"languages": codes & set(t["body"]), "parameters": len(t["parameters"])}
+        for key, t in data.items()
+        if not key.startswith("_")
+    }
 
 
 class Emulator:
-    def __init__(self, webhook: str, app_secret: str, token: str, statuses: bool = True) -> None:
+    def __init__(
+        self,
+        webhook: str,
+        app_secret: str,
+        token: str,
+        statuses: bool = True,
+        templates: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.webhook = webhook
+        self.templates = approved_templates("id,en") if templates is None else templates
         self.app_secret = app_secret
         self.token = token
         self.statuses = statuses
@@ -93,6 +117,10 @@ class Emulator:
         problem = check_message(body)
         if problem:
             return 400, error(100, f"Invalid parameter: {problem}")
+        if body.get("type") == "template":
+            refusal = self._check_template(body["template"])
+            if refusal:
+                return 400, refusal
         wamid = f"wamid.{secrets.token_hex(12)}"
         record = {
             "n": 0,
@@ -113,6 +141,26 @@ class Emulator:
             "contacts": [{"input": body["to"], "wa_id": body["to"]}],
             "messages": [{"id": wamid}],
         }
+
+    def _check_template(self, template: dict[str, Any]) -> dict[str, Any] | None:
+        """Meta's refusals of a template it has not approved, or given other parameters."""
+        approved = self.templates.get(template["name"])
+        language = template["language"]["code"]
+        if approved is None or language not in approved["languages"]:
+            return error(132001, f"(#132001) Template name does not exist in the translation"
+                         f" ({template['name']}, {language})")  # fmt: skip
+        params = [
+            p
+            for c in template.get("components") or []
+            if c.get("type") == "body"
+            for p in c.get("parameters") or []
+        ]
+        if len(params) != approved["parameters"] or any(
+            p.get("type") != "text" or not p.get("text") or "\n" in p["text"] for p in params
+        ):
+            return error(132000, "(#132000) Number of parameters does not match the expected"
+                         " number of params")  # fmt: skip
+        return None
 
     def _fault(self, kind: str) -> float:
         until = self.faults.get(kind, 0.0)
@@ -389,7 +437,10 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
 
 
 def serve(args: argparse.Namespace) -> None:
-    emulator = Emulator(args.webhook, args.app_secret, args.token, statuses=not args.no_statuses)
+    emulator = Emulator(
+        args.webhook, args.app_secret, args.token, statuses=not args.no_statuses,
+        templates=approved_templates(args.template_languages),
+    )  # fmt: skip
     server = ThreadingHTTPServer((args.host, args.port), make_handler(emulator))
     server.daemon_threads = True
     print(
@@ -435,6 +486,11 @@ def show(body: dict[str, Any]) -> list[str]:
     if body["type"] == "text":
         print("bot> " + body["text"]["body"].replace("\n", "\n     "))
         return []
+    if body["type"] == "template":
+        template = body["template"]
+        values = [p["text"] for c in template.get("components", []) for p in c["parameters"]]
+        print(f"bot> [template {template['name']} ({template['language']['code']})] {values}")
+        return []
     interactive = body["interactive"]
     print("bot> " + interactive["body"]["text"].replace("\n", "\n     "))
     if interactive["type"] == "button":
@@ -465,6 +521,8 @@ def main() -> None:
     s.add_argument("--app-secret", default=DEV_APP_SECRET)
     s.add_argument("--token", default=DEV_TOKEN)
     s.add_argument("--no-statuses", action="store_true", help="post no status webhooks")
+    s.add_argument("--template-languages", default="id,en",
+                   help="the translations of the data file's templates approved here")  # fmt: skip
     c = sub.add_parser("chat", help="chat as a phone number from this terminal")
     c.add_argument("phone", help="the number in international form without +, e.g. 6281234567890")
     c.add_argument("--emulator", default="http://127.0.0.1:8090")

@@ -227,6 +227,22 @@ class ChatService:
             self.on_change(user_id, False)
             return turn_body(inbound, replies, duplicate=False)
 
+    def notify(
+        self, user: dict[str, Any], text: str, kind: str, deliver: Deliver
+    ) -> dict[str, Any]:
+        """Store a message the service starts (a reminder, `kind`), handed to the channel
+        that delivers it first; it joins the history like a reply. Under the user's lock,
+        so it never lands inside a turn."""
+        user_id = user["id"]
+        with self.user_lock(user_id), deadline(self.settings.mongo_request_timeout_s):
+            now = self._turn_time()
+            [message_id] = self.messages.new_ids(1)
+            deliver([message_id], [{"text": text, "quickReplies": []}], now)
+            message = self.messages.insert_notification(user_id, message_id, text, kind, now)
+            self.history_cache.push(user_id, [history_item(message)])
+            self.on_change(user_id, False)
+            return history_item(message)
+
     def _turn_time(self) -> datetime:
         """Now, in the milliseconds MongoDB keeps: the same precision everywhere (history,
         cursors)."""

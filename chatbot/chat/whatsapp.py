@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chatbot.channels.graph import Accepted, GraphClient, Refused, Retry, Unconfirmed
+from chatbot.channels.templates import Templates
 from chatbot.channels.whatsapp import Webhook, render_reply
 from chatbot.chat.service import ChatService
 from chatbot.clock import Clock
@@ -55,6 +56,11 @@ class SendDeferredError(Exception):
         self.delay_s = delay_s
 
 
+class NotificationQueuedError(Exception):
+    """A notification with this `ref` is queued already (two callers at once): the
+    second stores nothing."""
+
+
 @dataclass
 class AcceptReport:
     senders: list[str]  # wa_ids with new messages: their turns are to be processed
@@ -76,6 +82,7 @@ class WhatsAppChannel:
         graph: GraphClient | None = None,
         rate: Callable[[str], None] | None = None,
         observe: SendObserver | None = None,
+        templates: Templates | None = None,
     ) -> None:
         self.chat = chat
         self.settings = settings
@@ -89,6 +96,9 @@ class WhatsAppChannel:
         self.rate = rate or (lambda _wa_id: None)
         self.observe = observe or (lambda _outcome, _code, _seconds: None)
         self.texts = Texts()
+        self.templates = templates or Templates(
+            settings.whatsapp_template_languages, settings.whatsapp_template_names
+        )
 
     # --- 1. the webhook ----------------------------------------------------------------
     def accept(self, webhook: Webhook) -> AcceptReport:
@@ -179,6 +189,35 @@ class WhatsAppChannel:
 
         return deliver
 
+    # --- messages the service starts ----------------------------------------------------
+    def notify(
+        self, wa_id: str, template: str, values: dict[str, str], ref: str
+    ) -> dict[str, Any] | None:
+        """Queue the approved template `template` to `wa_id` with these parameter values,
+        in the parent's language (or the first approved one); the only kind of message
+        Meta delivers outside the 24-hour window. `ref` names this notification: while
+        one with the same `ref` is queued, another is not (None); the caller keeps what
+        was sent for good (reminders do). Stored in the history like a reply; the caller
+        queues the send (`TaskQueue.enqueue_send`)."""
+        now = self.clock.now()
+        user, _ = self.chat.accounts.get_or_create("+" + wa_id, now)
+        rendered = self.templates.render(wa_id, template, user.get("language") or "id", values)
+        turn = "notify:" + ref
+        if self.outbox.has(turn):
+            return None
+
+        def deliver(ids: list[str], _replies: list[dict[str, Any]], at: datetime) -> None:
+            part = {"messageId": ids[0], "body": rendered.body, "template": template}
+            seq = int(at.timestamp() * 1000)
+            # No message of the parent's opens a window for it: only a template may go.
+            if not self.outbox.add(turn, user["id"], wa_id, seq, [part], None, at, ready=True):
+                raise NotificationQueuedError(ref)
+
+        try:
+            return self.chat.notify(user, rendered.text, template, deliver)
+        except NotificationQueuedError:
+            return None
+
     def oldest_work_age(self) -> float:
         """Seconds since the oldest unfinished work (an inbox message or an outbox turn)
         arrived; 0 when there is none. Two small reads: both hold only unfinished work."""
@@ -218,7 +257,12 @@ class WhatsAppChannel:
         retry_at = doc.get("retryAt")
         if retry_at is not None and retry_at > now:
             raise SendDeferredError("backing off", (retry_at - now).total_seconds())
-        if now - doc["windowFrom"] > WINDOW:
+        # Free-form messages only within 24 hours of the parent's last message; approved
+        # templates at any time.
+        window_from = doc["windowFrom"]
+        if not doc["parts"][part].get("template") and (
+            window_from is None or now - window_from > WINDOW
+        ):
             self.events.failed(user_id, message_id, "outside_window", OUTSIDE_WINDOW, now)
             self.outbox.settled(turn, part)
             self.observe("outside_window", 131047, 0.0)

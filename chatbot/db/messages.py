@@ -139,6 +139,25 @@ class MessageRepository:
         """Ids for replies not stored yet (ObjectIds are made by the client anyway)."""
         return [str(ObjectId()) for _ in range(count)]
 
+    def insert_notification(
+        self, user_id: str, message_id: str, text: str, kind: str, now: datetime
+    ) -> dict[str, Any]:
+        """Store a message the service starts (a reminder), not a reply to one: `queued`
+        for the channel that delivers it, under the id the channel was given."""
+        doc = {
+            "_id": oid(message_id, "message"),
+            "userId": oid(user_id, "user"),
+            "direction": "outbound",
+            "text": text,
+            "quickReplies": [],
+            "notification": kind,
+            "status": "queued",
+            "statusRank": 0,
+            "createdAt": now,
+        }
+        self.col.insert_one(doc)
+        return out(doc)
+
     def insert_failed(
         self, user_id: str, inbound_id: str, client_message_id: str, reason: str, now: datetime
     ) -> None:

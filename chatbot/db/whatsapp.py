@@ -111,15 +111,17 @@ class WhatsAppOutbox:
         wa_id: str,
         seq: int,
         parts: list[dict[str, Any]],
-        window_from: datetime,
+        window_from: datetime | None,
         now: datetime,
+        ready: bool = False,
     ) -> bool:
-        """Queue a turn's messages (not ready yet); False if this turn's are queued already."""
+        """Queue a turn's messages (not ready until its turn is done, unless `ready`: a
+        notification has no turn); False if this turn's are queued already."""
         try:
             self.col.insert_one(
                 {"_id": turn, "userId": user_id, "waId": wa_id, "seq": seq, "parts": parts,
                  "next": 0,
-                 "sending": None, "ready": False, "windowFrom": window_from, "attempts": 0,
+                 "sending": None, "ready": ready, "windowFrom": window_from, "attempts": 0,
                  "createdAt": now}
             )  # fmt: skip
         except DuplicateKeyError:

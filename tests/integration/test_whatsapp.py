@@ -15,6 +15,7 @@ from dataclasses import replace
 from http.server import ThreadingHTTPServer
 
 import pytest
+from bson import ObjectId
 from werkzeug.serving import make_server
 
 from chatbot import create_app
@@ -378,3 +379,95 @@ def test_a_message_meeting_the_users_lock_held_waits_and_is_answered_not_dropped
             {"userId": user["_id"], "direction": "inbound", "turn": {"$regex": "^wa:"}}
         )
         assert turns == 1
+
+
+def _drained(stack, timeout: float = 15.0) -> None:
+    with stack.app.app_context():
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            busy = mongo.db["whatsapp_outbox"].count_documents({}) + mongo.db[
+                "whatsapp_inbound"
+            ].count_documents({})
+            if not busy:
+                return
+            time.sleep(0.1)
+    raise AssertionError("the queue never finished")
+
+
+def test_outside_the_24_hour_window_a_reply_is_not_sent_and_a_template_is(stack):
+    web = ApiChat(stack.app.test_client(), "081300000911")
+    web.say("halo")
+    phone = "6281300000911"
+    # Meta redelivers a message a parent sent 25 hours ago: its turn runs, but a
+    # free-form reply would fall outside the window, so it is not sent.
+    message = message_of(phone, "bantuan", None, None, None)
+    message["timestamp"] = str(int(time.time()) - 25 * 3600)
+    late = envelope(DEV_WHATSAPP["whatsapp_phone_number_id"], {"messages": [message]})
+    assert stack.emulator.post(late)[0] == 200
+    _drained(stack)
+    with stack.app.app_context():
+        run_sweep()
+    history = web.get("/api/v1/chat/messages?limit=5").get_json()["messages"]
+    reply = next(m for m in history if m["direction"] == "outbound")
+    assert reply["status"] == "failed" and reply["failureReason"] == "outside_window"
+    assert reply["error"]["code"] == 131047
+    with stack.emulator.lock:
+        assert [s for s in stack.emulator.sent if s["to"] == phone] == []
+    # An approved template goes out at any time, in the parent's language, its text in
+    # the history; then Meta's statuses move it on like a reply.
+    with stack.app.app_context():
+        notified = stack.services.whatsapp.notify(
+            phone, "screening_due", {"child": "Ayu", "when": "usia 9 bulan"}, ref="t1"
+        )
+        stack.services.tasks.enqueue_send(phone)
+    assert notified is not None and "Ayu" in notified["text"] and "usia 9 bulan" in notified["text"]
+    [body] = stack.replies(phone, 1)
+    assert body["type"] == "template"
+    assert body["template"]["name"] == "kpsp_screening_due"
+    assert body["template"]["language"] == {"code": "id"}
+    params = body["template"]["components"][0]["parameters"]
+    assert [p["text"] for p in params] == ["Ayu", "usia 9 bulan"]
+    _drained(stack)
+    with stack.app.app_context():
+        run_sweep()
+    history = web.get("/api/v1/chat/messages?limit=5").get_json()["messages"]
+    assert history[0]["id"] == notified["id"] and history[0]["status"] == "sent"
+
+
+def test_a_template_meta_has_not_approved_is_failed_with_metas_code(settings):
+    # The account's template is approved under another name than the one configured.
+    s = Stack(settings, whatsapp_template_names="screening_due=kpsp_not_approved")
+    try:
+        phone = "6281300000912"
+        with s.app.app_context():
+            notified = s.services.whatsapp.notify(
+                phone, "screening_due", {"child": "Budi", "when": "9 bulan"}, ref="t2"
+            )
+            s.services.tasks.enqueue_send(phone)
+        assert notified is not None
+        _drained(s)
+        with s.app.app_context():
+            run_sweep()
+            stored = mongo.db["messages"].find_one({"_id": ObjectId(notified["id"])})
+        assert stored["status"] == "failed" and stored["failureReason"] == "whatsapp_refused"
+        assert stored["waError"]["code"] == 132001
+        with s.emulator.lock:
+            assert [x for x in s.emulator.sent if x["to"] == phone] == []
+    finally:
+        s.stop()
+
+
+def test_the_notify_command_queues_a_template_and_refuses_bad_input(stack):
+    runner = stack.app.test_cli_runner()
+    phone = "6281300000913"
+    ok = runner.invoke(
+        args=["chatbot", "whatsapp-notify", phone, "referral_follow_up", "child=Citra"]
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "Citra" in ok.output
+    [body] = stack.replies(phone, 1)
+    assert body["template"]["name"] == "kpsp_referral_follow_up"
+    unknown = runner.invoke(args=["chatbot", "whatsapp-notify", phone, "nope"])
+    assert unknown.exit_code != 0 and "screening_due" in unknown.output
+    missing = runner.invoke(args=["chatbot", "whatsapp-notify", phone, "screening_due"])
+    assert missing.exit_code != 0 and "child" in missing.output

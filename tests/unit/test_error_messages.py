@@ -25,8 +25,10 @@ PARENT_PATH = [
 RAISED = re.compile(
     r"(?:ApiError|[A-Z]\w*Error)\(\s*f?\"((?:[^\"\\]|\\.)+)\"", re.MULTILINE
 )  # the first argument of an error's constructor
-# SendDeferredError: the WhatsApp queue's own signal to retry a send (never an answer).
-NOT_API = {"ValueError", "KeyError", "TypeError", "RuntimeError", "SendDeferredError"}
+# SendDeferredError: the WhatsApp queue's own signal to retry a send (never an answer);
+# NotificationQueuedError: the channel's own "queued already" (notify answers None).
+NOT_API = {"ValueError", "KeyError", "TypeError", "RuntimeError", "SendDeferredError",
+           "NotificationQueuedError"}  # fmt: skip
 
 
 def raised_messages():
