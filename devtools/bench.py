@@ -68,7 +68,18 @@ sys.path.insert(0, str(ROOT))
 from bson import ObjectId  # noqa: E402 -- after sys.path, like the rest
 from pymongo import monitoring  # noqa: E402
 
-from tests.harness import FerretDB, Gunicorn, Nginx, Redis, http, init_db  # noqa: E402 -- after sys.path
+from tests.harness import (  # noqa: E402 -- after sys.path
+    FerretDB,
+    GraphEmulator,
+    Gunicorn,
+    Nginx,
+    Redis,
+    http,
+    init_db,
+)
+
+sys.path.insert(0, str(ROOT / "devtools"))  # devtools is not a package
+import bench_whatsapp  # noqa: E402 -- after sys.path
 
 VEGETA = ROOT / ".build" / "bin" / "vegeta"
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -106,6 +117,12 @@ class Config:
     closed_workers: int = 64  # "64 connections": vegeta's closed loop, -rate=0 -max-workers=64
     closed_seconds: float = 5.0
     cache_layer: bool = True
+    # The WhatsApp section (devtools/bench_whatsapp.py): webhooks per second, doubling.
+    whatsapp: bool = True
+    whatsapp_only: bool = False
+    whatsapp_rates: list[int] = field(default_factory=lambda: [50, 100, 200, 400])
+    whatsapp_seconds: float = 10.0
+    whatsapp_max_rate: int = 3200
     quick: bool = False
 
 
@@ -126,6 +143,9 @@ def quick_config() -> Config:
         cache_slow_rates=[200],
         cache_max_rate=200,  # one rate per route: a smoke test of the section
         closed_seconds=1,
+        whatsapp_rates=[20],
+        whatsapp_seconds=2,
+        whatsapp_max_rate=20,
         quick=True,
     )
 
@@ -153,6 +173,8 @@ class Step:
     health_failed: int = 0  # ...and how many of those polls were not 200
     cache_status: Counter = field(default_factory=Counter)  # nginx's X-Cache-Status, if any
     workers: int = 0  # a closed loop of this many workers (rate 0), else open loop
+    # With keep_rows: (seq, intended send time in Unix seconds, status) of every request.
+    rows: list[tuple[int, float, int]] = field(default_factory=list)
 
     @property
     def ok(self) -> int:
@@ -307,6 +329,7 @@ class Vegeta:
         seconds: float,
         keep_bodies: bool = False,
         workers: int = 0,
+        keep_rows: bool = False,
     ) -> Step:
         """Send `targets` in order at `rate`/s for `seconds` (open loop: vegeta starts a new
         worker whenever every one is waiting, `-max-workers` unlimited).
@@ -340,13 +363,15 @@ class Vegeta:
             )  # fmt: skip
         step = Step(label, 0 if workers else rate, seconds, workers=workers)
         step.health_polls, step.health_failed = health.polls, health.failed
-        self._read(step, results_file, step.offered, keep_bodies)
+        self._read(step, results_file, step.offered, keep_bodies, keep_rows)
         self._count_logs(step, offsets)
         targets_file.unlink()
         results_file.unlink()
         return step
 
-    def _read(self, step: Step, results_file: Path, rate: float, keep_bodies: bool) -> None:
+    def _read(
+        self, step: Step, results_file: Path, rate: float, keep_bodies: bool, keep_rows: bool
+    ) -> None:
         encode = subprocess.Popen(
             [str(VEGETA), "encode", "--to", "json", str(results_file)],
             stdout=subprocess.PIPE,
@@ -373,6 +398,8 @@ class Vegeta:
             # Latency from the intended send time: a late send (the generator behind) counts.
             ms = max(r["latency"] / 1e6, (done - intended) * 1000)
             code = r["code"]
+            if keep_rows:
+                step.rows.append((r["seq"], intended, code))
             step.sent += 1
             step.codes[code] += 1
             if code == 0:
@@ -437,6 +464,11 @@ class Stack:
         self.apps: list[Gunicorn] = []
         self.nginx: Nginx | None = None
         self.started: list[Any] = []
+        # The Graph API emulator, for the WhatsApp section; its webhook is nginx's.
+        self.graph = GraphEmulator(root / "graph", "", [
+            "--app-secret", bench_whatsapp.APP_SECRET, "--token", bench_whatsapp.ACCESS_TOKEN,
+            "--no-statuses",
+        ])  # fmt: skip
 
     @property
     def mongo_uri(self) -> str:
@@ -464,6 +496,7 @@ class Stack:
             # The benchmark measures the service, not the rate limiter's 429s.
             "RATE_LIMIT_DEFAULT": "10000000 per minute",
             "CHAT_RATE_LIMIT": "10000000 per minute",
+            **bench_whatsapp.app_env(self.graph.url),
         }
 
     def start(self) -> None:
@@ -480,6 +513,9 @@ class Stack:
         self.nginx = Nginx(self.root / "nginx", [app.port for app in self.apps])
         self.nginx.start()
         self.started.append(self.nginx)
+        self.graph.webhook = self.nginx.url + "/webhooks/whatsapp"
+        self.graph.start()
+        self.started.append(self.graph)
         self.wait_healthy()
 
     def wait_healthy(self) -> None:
@@ -936,6 +972,7 @@ class Bench:
     def __init__(self, cfg: Config, stack: Stack, workdir: Path) -> None:
         self.cfg = cfg
         self.stack = stack
+        self.workdir = workdir
         self.vegeta = Vegeta(workdir, stack.app_logs, lambda: stack.url + "/health")
         self.users: list[User] = []
         self.chat: ChatTargets | None = None
@@ -962,6 +999,11 @@ class Bench:
         seed_results(self.db(), self.users)
         self.chat = ChatTargets(base, self.users, cfg.dup_every)
         print(f"  done in {time.monotonic() - t0:.0f} s\n", flush=True)
+        if cfg.whatsapp_only:
+            self.results["whatsapp"] = self.whatsapp()
+            self.results["goals"] = bench_whatsapp.goals(self.results["whatsapp"])
+            print_goals(self.results["goals"])
+            return
 
         # 1. Hot paths at the two sizes, side by side.
         reset_messages(self.db(), self.users)
@@ -1004,10 +1046,25 @@ class Bench:
         # 6. The cache layer: cached and uncached reads, nginx's caches, compression.
         if cfg.cache_layer:
             self.results["cache"] = self.cache_layer()
-        self.results["goals"] = goals(
-            self.results, caps, db_rate, self.chat_steps, probes
-        ) + cache_goals(self.results.get("cache"), cfg)
+
+        # 7. WhatsApp: signed webhooks through nginx, the queue, the sends.
+        if cfg.whatsapp:
+            self.results["whatsapp"] = self.whatsapp()
+        self.results["goals"] = (
+            goals(self.results, caps, db_rate, self.chat_steps, probes)
+            + cache_goals(self.results.get("cache"), cfg)
+            + bench_whatsapp.goals(self.results.get("whatsapp"))
+        )
         print_goals(self.results["goals"])
+
+    def whatsapp(self) -> dict[str, Any]:
+        cfg = self.cfg
+        # The same users on WhatsApp: their web numbers (0819...) in international form.
+        wa_ids = [f"62819{70000000 + u.n}" for u in self.users]
+        return bench_whatsapp.WhatsAppBench(
+            self.stack, self.vegeta, self.workdir, self.db(), wa_ids, print_step,
+            cfg.whatsapp_rates, cfg.whatsapp_seconds, cfg.whatsapp_max_rate,
+        ).run()  # fmt: skip
 
     # -- side by side -------------------------------------------------------------------------
     def probe(self, stored: int) -> dict[str, Step]:
@@ -2137,8 +2194,21 @@ def parse_args() -> tuple[Config, argparse.Namespace]:
         default=None,
         help="write docs/benchmarks.md and the plot (default: yes, except with --quick)",
     )
+    parser.add_argument(
+        "--whatsapp",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the WhatsApp webhook and queue at the end (default: yes)",
+    )
+    parser.add_argument(
+        "--whatsapp-only",
+        action="store_true",
+        help="set up the users, then only the WhatsApp section",
+    )
     args = parser.parse_args()
     cfg = quick_config() if args.quick else Config()
+    cfg.whatsapp = args.whatsapp
+    cfg.whatsapp_only = args.whatsapp_only
     if args.rates:
         cfg.rates = [int(r) for r in args.rates.split(",")]
         cfg.max_rate = max(cfg.max_rate, max(cfg.rates))
@@ -2153,7 +2223,7 @@ def parse_args() -> tuple[Config, argparse.Namespace]:
         cfg.sizes = (small, large)
     cfg.cache_layer = args.cache_layer
     if args.docs is None:
-        args.docs = not cfg.quick
+        args.docs = not cfg.quick and not cfg.whatsapp_only
     return cfg, args
 
 

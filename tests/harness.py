@@ -368,9 +368,10 @@ class GraphEmulator(Service):
 
     name = "graph"
 
-    def __init__(self, workdir: Path, webhook: str) -> None:
+    def __init__(self, workdir: Path, webhook: str, args: list[str] | None = None) -> None:
         super().__init__(workdir)
         self.webhook = webhook
+        self.args = args or []  # e.g. --app-secret, --token, --no-statuses
 
     @property
     def url(self) -> str:
@@ -386,6 +387,7 @@ class GraphEmulator(Service):
             str(self.port),
             "--webhook",
             self.webhook,
+            *self.args,
         ]
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from chatbot.cache import RedisCache
 from chatbot.db import Database
 from chatbot.db.users import UserRepository
+
+# A number's user id is for good; a day bounds what a deleted user's number keeps cached.
+PHONE_TTL_S = 86_400
 
 
 class UserDirectory:
@@ -51,6 +55,20 @@ class UserDirectory:
             if user is not None and values is not None:
                 self.cache.set(self._key(user_id), user, self.ttl_s, only_if_absent=True)
         return user, extra
+
+    def by_phone_or_create(self, phone: str, now: datetime) -> dict[str, Any]:
+        """The user of this number, made on first contact (a WhatsApp message): the
+        number's user id from Redis (`phone:{number}`, it never changes), then the user by
+        id as above; MongoDB (a scan of `users` on FerretDB) only on a miss."""
+        key = f"phone:{phone}"
+        cached = self.cache.get_many([key], counted=1)
+        user_id = cached[0] if cached else None
+        user = self.get(user_id) if isinstance(user_id, str) else None
+        if user is None:
+            user, _ = self.repo.get_or_create(phone, now)
+            if cached is not None:
+                self.cache.set(key, user["id"], PHONE_TTL_S)
+        return user
 
     def set_fields(self, user_id: str, **fields: Any) -> None:
         self.repo.set_fields(user_id, **fields)

@@ -158,7 +158,7 @@ class WhatsAppChannel:
 
     def _turn(self, wa_id: str, turn: str, message: dict[str, Any]) -> None:
         now = self.clock.now()
-        user, _ = self.chat.accounts.get_or_create("+" + wa_id, now)
+        user = self.chat.users.by_phone_or_create("+" + wa_id, now)
         language = user.get("language") or "id"
         deliver = self._deliverer(user["id"], wa_id, turn, message["timestamp"], language)
         if message["text"] is None:
@@ -200,7 +200,7 @@ class WhatsAppChannel:
         was sent for good (reminders do). Stored in the history like a reply; the caller
         queues the send (`TaskQueue.enqueue_send`)."""
         now = self.clock.now()
-        user, _ = self.chat.accounts.get_or_create("+" + wa_id, now)
+        user = self.chat.users.by_phone_or_create("+" + wa_id, now)
         rendered = self.templates.render(wa_id, template, user.get("language") or "id", values)
         turn = "notify:" + ref
         if self.outbox.has(turn):
@@ -238,12 +238,22 @@ class WhatsAppChannel:
         while (doc := self.outbox.next_for(wa_id)) is not None:
             if not doc["ready"]:
                 return sent  # its turn is still being processed; `process` sends for it
-            for part in range(doc["next"], len(doc["parts"])):
-                sent += self._send_part(doc, part)
-            self.outbox.finish(doc["_id"])
+            parts = len(doc["parts"])
+            for part in range(doc["next"], parts):
+                sent += self._send_part(doc, part, last=part == parts - 1)
+            if doc["next"] >= parts:  # every part settled before a crash: only the delete left
+                self.outbox.finish(doc["_id"])
         return sent
 
-    def _send_part(self, doc: dict[str, Any], part: int) -> int:
+    def _settle(self, turn: str, part: int, last: bool) -> None:
+        """The part has its outcome logged: on to the next, or (the last) the turn done,
+        in one write."""
+        if last:
+            self.outbox.finish(turn)
+        else:
+            self.outbox.settled(turn, part)
+
+    def _send_part(self, doc: dict[str, Any], part: int, last: bool) -> int:
         turn, message_id = doc["_id"], doc["parts"][part]["messageId"]
         user_id = doc["userId"]
         now = self.clock.now()
@@ -251,7 +261,7 @@ class WhatsAppChannel:
             # Tried before and its outcome never logged (a crash mid-call): it may have
             # gone out, so it is not sent again.
             self.events.failed(user_id, message_id, "send_unconfirmed", {}, now)
-            self.outbox.settled(turn, part)
+            self._settle(turn, part, last)
             self.observe("unconfirmed", None, 0.0)
             return 0
         retry_at = doc.get("retryAt")
@@ -264,7 +274,7 @@ class WhatsAppChannel:
             window_from is None or now - window_from > WINDOW
         ):
             self.events.failed(user_id, message_id, "outside_window", OUTSIDE_WINDOW, now)
-            self.outbox.settled(turn, part)
+            self._settle(turn, part, last)
             self.observe("outside_window", 131047, 0.0)
             return 0
         self.rate(doc["waId"])
@@ -277,7 +287,7 @@ class WhatsAppChannel:
         now = self.clock.now()
         if isinstance(result, Accepted):
             self.events.sent(user_id, message_id, result.wamid, now)
-            self.outbox.settled(turn, part)
+            self._settle(turn, part, last)
             self.observe("sent", None, took)
             return 1
         if isinstance(result, Retry):
@@ -296,7 +306,7 @@ class WhatsAppChannel:
                 user_id, message_id, "send_unconfirmed", {"title": result.reason}, now
             )
             self.observe("unconfirmed", None, took)
-        self.outbox.settled(turn, part)
+        self._settle(turn, part, last)
         return 0
 
 
