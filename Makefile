@@ -25,9 +25,13 @@ whatsapp:
 	@bash -c 'source devtools/stack_env.sh && exec .venv/bin/python devtools/graph_emulator.py chat $(PHONE) --emulator "http://127.0.0.1:$$STACK_GRAPH_PORT"'
 
 # The failover suite at full length: steady GETs and chat POSTs through nginx while an
-# instance is killed, restarted, reloaded (about 2.5 minutes; `make test` runs a short one).
+# instance is killed, restarted, reloaded (about 2.5 minutes; `make test` runs a short one);
+# then WhatsApp's fault run at the issue's lengths: a queue worker SIGKILLed, Redis killed
+# and started empty, Meta throttling for 30 s and failing with 5xx for 10 s, under load
+# from 8 parents (about 1.5 minutes): every reply sent exactly once, in order per parent.
 failover: setup
 	FAILOVER_FULL=1 .venv/bin/python -m pytest -s -p no:cacheprovider tests/e2e/test_failover.py
+	FAULT_SCALE=6 .venv/bin/python -m pytest -s -p no:cacheprovider tests/e2e/test_whatsapp.py -k faults
 
 # Lint, then the whole suite against real FerretDB, Redis, gunicorn, nginx and Chromium.
 test: setup lint

@@ -25,7 +25,12 @@ request's *intended* send time, so queueing shows instead of slowing the client 
    with X-No-Compression; /livez and the reads at 64 connections (closed loop); the
    cache counters per tier from each instance's /metrics; then both instances restarted
    with CACHE_ENABLED=0 (every cache off) for the same read uncached, and put back.
-7. The goals, as PASS/MISS; docs/benchmarks.md and docs/benchmarks-latency.png.
+7. WhatsApp (devtools/bench_whatsapp.py): signed webhooks through nginx at rising rates,
+   1 in 10 redelivered, two queue workers, the Graph API emulator: acknowledgement and
+   inbound-to-send latency, sends per second against the limit, queue depth over time;
+   then 0 lost, 0 processed twice, 0 sent twice, order per user.
+8. The goals, as PASS/MISS; docs/benchmarks.md, docs/benchmarks-latency.png and
+   docs/benchmarks-whatsapp.png.
 
 Everything shares the machine's cores, so absolute numbers are this machine's: read the
 ratios within one run.
@@ -2111,6 +2116,8 @@ def write_docs(results: dict[str, Any], cfg: Config) -> None:
     ]
     if results.get("cache"):
         lines += [*cache_docs(results["cache"], cfg), ""]
+    if results.get("whatsapp"):
+        lines += [*bench_whatsapp.docs(results["whatsapp"]), ""]
     lines.append(END)
     section = "\n".join(lines)
     text = DOCS.read_text() if DOCS.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
@@ -2263,6 +2270,10 @@ def main() -> None:
     if args.docs:
         write_docs(results, cfg)
         write_plot(results)
+        if results.get("whatsapp"):
+            bench_whatsapp.plot(
+                results["whatsapp"], DOCS.parent / bench_whatsapp.PLOT_NAME, results["date"]
+            )
 
 
 if __name__ == "__main__":

@@ -530,3 +530,84 @@ def goals(section: dict[str, Any] | None) -> list[dict[str, Any]]:
         i["order_broken"] == 0,
     )
     return rows
+
+
+PLOT_NAME = "benchmarks-whatsapp.png"
+
+
+def docs(section: dict[str, Any]) -> list[str]:
+    """The WhatsApp part of docs/benchmarks.md."""
+    i = section["integrity"]
+    lines = [
+        f"### WhatsApp: signed webhooks through nginx ({len(section['steps'])} rates,"
+        f" 1 in {section['redeliver_every']} redelivered, {section['queue_workers']} queue"
+        f" workers, send limit {section['send_limit_per_s']}/s)",
+        "",
+        "Acknowledgement from each webhook's intended send time; inbound-to-send from the same"
+        " time to the emulator receiving the turn's first reply (and its last: the whole"
+        " answer); sends per second as the emulator received them; depth = inbox + outbox"
+        " documents (MongoDB), sampled every 0.5 s.",
+        "",
+        "| offered /s | acked /s | ack p50 | ack p99 | errors | messages | replies sent"
+        " | to send p50 | to send p99 | whole answer p99 | sends /s max (sliding) | depth max"
+        " | drained after the load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in section["steps"]:
+        errors = " ".join(
+            [f"{c}: {n}" for c, n in s["codes"].items() if c != "200"]
+            + [f"{k}: {n}" for k, n in s["transport_errors"].items()]
+        )
+        lines.append(
+            f"| {s['offered']} | {s['achieved']:.1f} | {fmt(s['ack_p50_ms'])} ms"
+            f" | {fmt(s['ack_p99_ms'])} ms | {errors or '-'} | {s['messages']}"
+            f" | {s['replies_sent']} | {fmt(s['first_p50_ms'])} ms | {fmt(s['first_p99_ms'])} ms"
+            f" | {fmt(s['last_p99_ms'])} ms | {s['sends_per_s_max_calendar_second']}"
+            f" ({s['sends_per_s_max_sliding_second']}) | {s['depth_max']}"
+            f" | {'yes' if s['drained'] else 'no'}, {s['drain_s']:.1f} s |"
+        )
+    lines += [
+        "",
+        f"After the run ({'drained' if i['drained_at_end'] else '**not drained**'}"
+        f" {i['final_drain_s']:.0f} s after the last rate): {i['accepted']} acknowledged"
+        f" messages: **lost {i['lost']}, processed twice {i['processed_twice']} (stored twice"
+        f" {i['stored_twice']}), sent twice {i['sent_twice']}**; sends Meta took whose outcome"
+        f" was not recorded {i['sent_unrecorded']}; users whose replies went out of order"
+        f" {i['order_broken']} of {i['users']}.",
+        "",
+        f"![WhatsApp queue depth over time, per rate]({PLOT_NAME})",
+    ]
+    return lines
+
+
+def plot(section: dict[str, Any], path: Path, date: str) -> None:
+    """Queue depth over time per rate (left), inbound-to-send against the rate (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for s in section["steps"]:
+        series = s["depth_series"]
+        left.plot([p[0] for p in series], [p[1] + p[2] for p in series],
+                  label=f"{s['offered']}/s")  # fmt: skip
+    left.set_xlabel("seconds from the start of the rate's load")
+    left.set_ylabel("inbox + outbox documents")
+    left.set_title(f"queue depth (load lasts {section['steps'][0]['load_s']:.0f} s)")
+    left.legend()
+    offered = [s["offered"] for s in section["steps"]]
+    for key, label in (("ack_p99_ms", "webhook ack p99"), ("first_p99_ms", "to send p99"),
+                       ("first_p50_ms", "to send p50")):  # fmt: skip
+        right.plot(offered, [s[key] or 0 for s in section["steps"]], marker="o", label=label)
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xticks(offered, [str(o) for o in offered])
+    right.set_xlabel("offered webhooks /s")
+    right.set_ylabel("ms")
+    right.set_title("latency")
+    right.legend()
+    fig.suptitle(f"chatbot WhatsApp: nginx -> 2 instances, 2 queue workers, {date}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
