@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import click
+import redis
 from flask import current_app
 from flask.cli import AppGroup
 
@@ -144,6 +145,12 @@ def run_sweep() -> dict[str, int]:
     events.forget_sent_before(now - timedelta(days=WHATSAPP_SENT_IDS_DAYS))
     archived = run_archive(settings.archive_after_days, settings.archive_batch_size)
     report["messagesArchived"] = archived["moved"]
+    if settings.reminders_enabled:
+        # Last: a Redis outage stops the reminders (they wait in MongoDB), not the sweep.
+        try:
+            report.update(services().reminders.run(now))
+        except redis.RedisError as exc:
+            current_app.logger.warning("reminders not run: %s", type(exc).__name__)
     if archived["unverified"]:
         current_app.logger.warning(
             "archive stopped: %d messages not verified in the archive", archived["unverified"]

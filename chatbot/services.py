@@ -26,6 +26,7 @@ from chatbot.channels.graph import GraphClient
 from chatbot.channels.templates import Templates
 from chatbot.chat.banks import BankRegistry
 from chatbot.chat.children import ChildDirectory
+from chatbot.chat.reminders import ReminderService
 from chatbot.chat.service import ChatService
 from chatbot.chat.users import UserDirectory
 from chatbot.chat.whatsapp import WhatsAppChannel
@@ -119,6 +120,19 @@ class Services:
                     )  # fmt: skip
                     built = self._whatsapp = (chat, channel)
         return built[1]
+
+    @property
+    def reminders(self) -> ReminderService:
+        """The reminder scheduler on this process's chat service (the sweeper runs it)."""
+        chat = self.chat
+        notify = None
+        if self.settings.whatsapp_enabled:
+
+            def notify(wa_id: str, template: str, values: dict[str, str], ref: str) -> None:
+                if self.whatsapp.notify(wa_id, template, values, ref) is not None:
+                    self.tasks.enqueue_send(wa_id)
+
+        return ReminderService(chat.db, self._redis_store, chat.users, self.settings, notify)
 
     @cached_property
     def graph(self) -> GraphClient:

@@ -336,6 +336,16 @@ class Settings:
     alert_webhook_timeout_s: float = var("ALERT_WEBHOOK_TIMEOUT_S", 5.0, ge=0.1)
     alert_webhook_retries: int = var("ALERT_WEBHOOK_RETRIES", 3, ge=0)
 
+    # --- Reminders (chatbot/chat/reminders.py, docs/reminders.md) ----------------------
+    # Sent by the sweeper's loop; only between these hours in the parent's zone (TIMEZONE).
+    reminders_enabled: Flag = var("REMINDERS_ENABLED", True)
+    reminder_start_hour: int = var("REMINDER_START_HOUR", 8, ge=0, le=23)
+    reminder_end_hour: int = var("REMINDER_END_HOUR", 20, ge=1, le=24)
+    # One follow-up this many days after a reminder nobody acted on, then no more.
+    reminder_follow_up_days: int = var("REMINDER_FOLLOW_UP_DAYS", 3, ge=1, le=60)
+    # Due reminders (and schedule changes) handled per run.
+    reminder_batch_size: int = var("REMINDER_BATCH_SIZE", 200, ge=1)
+
     # --- WhatsApp (chatbot/channels/whatsapp.py, docs/whatsapp.md) ---------------------
     # Off by default. On: the webhook answers, and outside production empty secrets get
     # the development placeholders below (the emulator, devtools/graph_emulator.py, uses

@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from chatbot.api.auth import auth_required
 from chatbot.auth import STAFF_ROLES
+from chatbot.chat.reminders import record_change
 from chatbot.db.children import ChildRepository
 from chatbot.db.questionnaires import QuestionnaireRepository
 from chatbot.errors import NotFoundError
@@ -55,8 +56,10 @@ def archive_child(child_id: str) -> ResponseReturnValue:
     """Archive a child (e.g. added by mistake): gone from lists and screening, history kept."""
     child = _summary_visible(child_id)["child"]
     repo = ChildRepository(services().db)
-    repo.archive(child["id"], services().clock.now())
+    now = services().clock.now()
+    repo.archive(child["id"], now)
     services().children.changed(child["userId"], child["id"])
+    record_change(services().db, child, None, now)  # nothing due for it any more
     archived = repo.get(child["id"])
     if archived is None:  # children are archived, never deleted
         raise NotFoundError("No such child.")

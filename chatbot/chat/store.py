@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from chatbot.chat.children import ChildDirectory
+from chatbot.chat.reminders import record_change
 from chatbot.chat.sessions import Pending
 from chatbot.chat.users import UserDirectory
 from chatbot.db import Database
@@ -39,6 +40,7 @@ class RepositoryStore:
         pending: Pending,
         now: datetime,
     ) -> None:
+        self.db = db
         self.users = users
         self.children = children
         self.child_repo = ChildRepository(db)
@@ -116,6 +118,10 @@ class RepositoryStore:
             },
         )
         self.children.changed(completed["userId"], completed["childId"])
+        # What is due next, for the reminders (one small insert per completed screening).
+        child = {"id": completed["childId"], "userId": completed["userId"],
+                 "name": completed.get("childName") or ""}  # fmt: skip
+        record_change(self.db, child, completed, self.now)
         if self._snapshot(questionnaire_id) is not None:
             self.pending.set(None)
 
@@ -134,3 +140,7 @@ class RepositoryStore:
 
     def last_completed(self, child_id: str) -> dict[str, Any] | None:
         return self.questionnaires.last_completed(child_id)
+
+    def record_referral(self, user_id: str, child_id: str, visited: bool, at: datetime) -> None:
+        self.child_repo.set_referral(user_id, child_id, visited, at)
+        self.children.changed(user_id, child_id)

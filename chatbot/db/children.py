@@ -64,6 +64,23 @@ class ChildRepository:
         summary = {**summary, "nextDueAt": to_datetime(summary.get("nextDueAt"))}
         self.col.update_one({"_id": oid(child_id, "child")}, {"$set": {"lastScreening": summary}})
 
+    def set_referral(self, user_id: str, child_id: str, visited: bool, at: datetime) -> None:
+        self.col.update_one(
+            {"_id": oid(child_id, "child"), "userId": oid(user_id, "user")},
+            {"$set": {"referral": {"visited": visited, "answeredAt": at}}},
+        )
+
+    def scheduled(self) -> Any:
+        """Every active child with a result: what the reminder schedule is rebuilt from
+        when Redis lost it (a scan of the collection, that once)."""
+        return (
+            out(d, DATES)
+            for d in self.col.find(
+                {"status": "active", "lastScreening": {"$ne": None}},
+                {"userId": 1, "name": 1, "lastScreening": 1},
+            )
+        )
+
     def at_risk(
         self, levels: list[str], limit: int, after: str | None = None
     ) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from chatbot.screening import children, onboarding, questionnaire
+from chatbot.screening import children, onboarding, questionnaire, reminding
 from chatbot.screening.children import SLOT_AT
 from chatbot.screening.conversation import (
     YES_NO,
@@ -156,7 +156,10 @@ COMMANDS = (
     Command("restart", _word("restart"), onboarding.restart, frozenset({Step.MENU})),
     Command("language", Vocabulary.language_named, onboarding.switch_language),
     Command("back", _word("back"), onboarding.go_back),
+    Command("reminders_off", _word("reminders_off"), reminding.reminders_off),
+    Command("reminders_on", _word("reminders_on"), reminding.reminders_on),
 )
+OPT_COMMANDS = tuple(c for c in COMMANDS if c.name in ("reminders_off", "reminders_on"))
 
 
 def dispatch(c: Conversation, m: Message) -> None:
@@ -202,8 +205,33 @@ class Engine:
             state=ConversationState.from_doc(state),
             now=now,
         )
-        if state is None:
+        message = None if state is None else Message(word=normalise(text), raw=text.strip())
+        if message is None and c.user.get("consentAt"):
+            # A new session's first message is not read, except the reminders' opt-out and
+            # opt-in: honoured wherever they are said (a "STOP" answering a WhatsApp
+            # template comes days later, in a new session).
+            for command in OPT_COMMANDS:
+                if command.match(c.words, normalise(text)) is not None:
+                    command.run(c, True)
+                    return Turn(c.state.to_doc(), c.replies)
+        if self._reminded(c, message):
+            return Turn(c.state.to_doc(), c.replies)
+        if message is None:
             onboarding.begin(c)
         else:
-            dispatch(c, Message(word=normalise(text), raw=text.strip()))
+            dispatch(c, message)
         return Turn(c.state.to_doc(), c.replies)
+
+    @staticmethod
+    def _reminded(c: Conversation, message: Message | None) -> bool:
+        """A reminder was sent (chatbot/chat/reminders.py): the parent's next message,
+        at the start of a session or at the menu, answers it, unless it is a command."""
+        pending = c.user.get("pendingReminder")
+        if not pending or not c.user.get("consentAt"):
+            return False
+        if message is not None:
+            if c.state.step not in reminding.TAKES_OVER_AT:
+                return False
+            if any(command.match(c.words, message.word) is not None for command in COMMANDS):
+                return False
+        return reminding.answer(c, pending, message)

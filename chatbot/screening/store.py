@@ -87,6 +87,11 @@ class Store(Protocol):
         """The child's most recently completed questionnaire, or None."""
         ...
 
+    def record_referral(self, user_id: str, child_id: str, visited: bool, at: Any) -> None:
+        """The parent's answer to the referral's follow-up question, on the child
+        (`referral: {visited, answeredAt}`; only the user's own child). Safe to repeat."""
+        ...
+
 
 class BankSource(Protocol):
     def active(self) -> Bank:

@@ -27,7 +27,7 @@ LIMITS_FILE = DATA / "limits.json"
 MenuChoice = Literal["screen", "add_child", "history", "language"]
 MENU_CHOICES: tuple[MenuChoice, ...] = ("screen", "add_child", "history", "language")
 # The global commands a word can name (the language switch is named by `switch`).
-CommandWord = Literal["help", "menu", "restart", "back"]
+CommandWord = Literal["help", "menu", "restart", "back", "reminders_off", "reminders_on"]
 
 
 def normalise(text: str) -> str:
@@ -58,14 +58,16 @@ class WordLists(_Strict):
     menu: list[str] = []
     restart: list[str] = []
     back: list[str] = []
+    reminders_off: list[str] = []  # opt out of reminders ("berhenti", "stop")
+    reminders_on: list[str] = []  # and back in ("mulai", "start")
     male: list[str] = []
     female: list[str] = []
     unknown_weeks: list[str] = []
     weeks: list[str] = []
 
     @field_validator(
-        "yes", "no", "agree", "help", "menu", "restart", "back", "male", "female",
-        "unknown_weeks", "weeks",
+        "yes", "no", "agree", "help", "menu", "restart", "back", "reminders_off",
+        "reminders_on", "male", "female", "unknown_weeks", "weeks",
     )  # fmt: skip
     @classmethod
     def _written(cls, v: list[str]) -> list[str]:
@@ -125,7 +127,9 @@ class VocabularyFile(_Strict):
             return both
 
         switch = {w for lang in self.languages.values() for w in lang.switch}
-        commands = [union(c) for c in ("help", "menu", "restart", "back")] + [switch]
+        commands = [
+            union(c) for c in ("help", "menu", "restart", "back", "reminders_off", "reminders_on")
+        ] + [switch]
         choices = [
             {w for lang in self.languages.values() for w in lang.menu_choices[c]}
             for c in MENU_CHOICES

@@ -83,6 +83,11 @@ class FakeStore:
             if q["userId"] == user_id and q["status"] == "in_progress":
                 q["status"] = "abandoned"
 
+    def record_referral(self, user_id: str, child_id: str, visited: bool, at: Any) -> None:
+        child = self.children.get(child_id)
+        if child is not None and child["userId"] == user_id:
+            child["referral"] = {"visited": visited, "answeredAt": at}
+
     def last_completed(self, child_id: str) -> dict[str, Any] | None:
         done = [
             q
