@@ -132,7 +132,9 @@ class Services:
                 if self.whatsapp.notify(wa_id, template, values, ref) is not None:
                     self.tasks.enqueue_send(wa_id)
 
-        return ReminderService(chat.db, self._redis_store, chat.users, self.settings, notify)
+        return ReminderService(
+            chat.db, self._redis_store, chat.users, self.settings, chat.schedule, notify
+        )
 
     @cached_property
     def graph(self) -> GraphClient:

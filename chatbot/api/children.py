@@ -9,7 +9,6 @@ from flask.typing import ResponseReturnValue
 
 from chatbot.api.auth import auth_required
 from chatbot.auth import STAFF_ROLES
-from chatbot.chat.reminders import record_change
 from chatbot.db.children import ChildRepository
 from chatbot.db.questionnaires import QuestionnaireRepository
 from chatbot.errors import NotFoundError
@@ -59,7 +58,7 @@ def archive_child(child_id: str) -> ResponseReturnValue:
     now = services().clock.now()
     repo.archive(child["id"], now)
     services().children.changed(child["userId"], child["id"])
-    record_change(services().db, child, None, now)  # nothing due for it any more
+    services().chat.schedule.changed(child, None, now)  # nothing due for it any more
     archived = repo.get(child["id"])
     if archived is None:  # children are archived, never deleted
         raise NotFoundError("No such child.")

@@ -29,12 +29,14 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import redis
+
 from chatbot.chat.users import UserDirectory
 from chatbot.db import Database
 from chatbot.db.children import ChildRepository
 from chatbot.db.reminders import ReminderChanges, ReminderLog
 from chatbot.redis_store import RedisStore
-from chatbot.screening.schedule import TEMPLATE, Due, QuietHours, due_of
+from chatbot.screening.schedule import TEMPLATE, WHEN_TEXT, Due, QuietHours, due_of
 from chatbot.screening.texts import Texts
 from chatbot.settings import Settings
 
@@ -46,14 +48,62 @@ Notify = Callable[[str, str, dict[str, str], str], None]
 LOCK_TIMEOUT_S = 120
 
 
-def record_change(
-    db: Database[dict[str, Any]], child: dict[str, Any], last_screening: Any, now: datetime
-) -> None:
-    """What the child's schedule is now (None: nothing, e.g. archived), for the scheduler."""
-    due = due_of(last_screening)
-    ReminderChanges(db).record(
-        child["id"], child["userId"], child["name"], due.as_dict() if due else None, now
-    )
+class ReminderSchedule:
+    """Who is due when, in Redis: written as the child changes (a completed screening, an
+    archived child), read by the run. A change written while Redis is down goes to
+    `reminder_changes` instead (durable), applied by the next run; MongoDB stays the truth
+    either way (the child's lastScreening, and `reminders_sent`), so a lost schedule is
+    rebuilt from it."""
+
+    def __init__(
+        self, db: Database[dict[str, Any]], redis_store: RedisStore, settings: Settings
+    ) -> None:
+        self.redis = redis_store
+        self.settings = settings
+        self.changes = ReminderChanges(db)
+        self.due_key = redis_store.key("reminders", "due")
+        self.items_key = redis_store.key("reminders", "items")
+
+    def hours(self, user: dict[str, Any]) -> QuietHours:
+        zone = ZoneInfo(user.get("timeZone") or self.settings.timezone)
+        return QuietHours(zone, self.settings.reminder_start_hour, self.settings.reminder_end_hour)
+
+    def changed(self, child: dict[str, Any], last_screening: Any, now: datetime) -> None:
+        """What the child's schedule is now (None: nothing, e.g. archived)."""
+        due = due_of(last_screening)
+        try:
+            if due is None:
+                self.drop(child["id"])
+            else:
+                self.schedule(child["id"], child["userId"], child["name"], due, 1)
+        except redis.RedisError:
+            self.changes.record(
+                child["id"], child["userId"], child["name"], due.as_dict() if due else None, now
+            )
+
+    def put(self, child_id: str, item: dict[str, Any], at: datetime) -> None:
+        client = self.redis.client
+        assert client is not None
+        with client.pipeline(transaction=True) as p:
+            p.hset(self.items_key, child_id, json.dumps(item))
+            p.zadd(self.due_key, {child_id: at.timestamp()})
+            p.execute()
+
+    def drop(self, child_id: str) -> None:
+        client = self.redis.client
+        assert client is not None
+        with client.pipeline(transaction=True) as p:
+            p.zrem(self.due_key, child_id)
+            p.hdel(self.items_key, child_id)
+            p.execute()
+
+    def schedule(self, child_id: str, user_id: str, name: str, due: Due, stage: int) -> None:
+        item = {"userId": user_id, "name": name, "kind": due.kind, "on": due.on.isoformat(),
+                "stage": stage}  # fmt: skip
+        on = (
+            due.on if stage == 1 else due.on + timedelta(days=self.settings.reminder_follow_up_days)
+        )
+        self.put(child_id, item, self.hours({}).first_moment(on))
 
 
 class ReminderService:
@@ -63,6 +113,7 @@ class ReminderService:
         redis_store: RedisStore,
         users: UserDirectory,
         settings: Settings,
+        schedule: ReminderSchedule,
         notify: Notify | None,
     ) -> None:
         self.db = db
@@ -70,42 +121,13 @@ class ReminderService:
         self.users = users
         self.settings = settings
         self.notify = notify
-        self.changes = ReminderChanges(db)
+        self.plan = schedule
+        self.changes = schedule.changes
         self.log = ReminderLog(db)
         self.texts = Texts()
-        self.due_key = redis_store.key("reminders", "due")
-        self.items_key = redis_store.key("reminders", "items")
+        self.due_key = schedule.due_key
+        self.items_key = schedule.items_key
         self.built_key = redis_store.key("reminders", "built")
-
-    def hours(self, user: dict[str, Any]) -> QuietHours:
-        zone = ZoneInfo(user.get("timeZone") or self.settings.timezone)
-        return QuietHours(zone, self.settings.reminder_start_hour, self.settings.reminder_end_hour)
-
-    # --- the schedule in Redis ------------------------------------------------------------
-    def _put(self, child_id: str, item: dict[str, Any], at: datetime) -> None:
-        client = self.redis.client
-        assert client is not None
-        with client.pipeline(transaction=True) as p:
-            p.hset(self.items_key, child_id, json.dumps(item))
-            p.zadd(self.due_key, {child_id: at.timestamp()})
-            p.execute()
-
-    def _drop(self, child_id: str) -> None:
-        client = self.redis.client
-        assert client is not None
-        with client.pipeline(transaction=True) as p:
-            p.zrem(self.due_key, child_id)
-            p.hdel(self.items_key, child_id)
-            p.execute()
-
-    def _schedule(self, child_id: str, user_id: str, name: str, due: Due, stage: int) -> None:
-        item = {"userId": user_id, "name": name, "kind": due.kind, "on": due.on.isoformat(),
-                "stage": stage}  # fmt: skip
-        hours = self.hours({})
-        on = (
-            due.on if stage == 1 else due.on + timedelta(days=self.settings.reminder_follow_up_days)
-        )
-        self._put(child_id, item, hours.first_moment(on))
 
     def rebuild(self) -> int:
         """The schedule again from MongoDB (Redis lost it): every active child's due
@@ -121,18 +143,24 @@ class ReminderService:
                 stage = 2
                 if ReminderLog.key(child["id"], due.on.isoformat(), 2) in claimed:
                     continue
-            self._schedule(child["id"], child["userId"], child["name"], due, stage)
+            self.plan.schedule(child["id"], child["userId"], child["name"], due, stage)
             count += 1
         return count
 
     def apply_changes(self) -> int:
+        """The changes written while Redis was down. Each is applied from the child as it
+        is now in MongoDB (not as recorded), so a later change that reached Redis
+        directly is never undone by an older one applied after it."""
         changes = self.changes.take(self.settings.reminder_batch_size)
+        children = ChildRepository(self.db)
         for change in changes:
-            if change["due"] is None:
-                self._drop(change["childId"])
+            child = children.get(change["childId"])
+            active = child is not None and child.get("status") == "active"
+            due = due_of(child.get("lastScreening")) if child and active else None
+            if child is None or due is None:
+                self.plan.drop(change["childId"])
             else:
-                due = Due(change["due"]["kind"], datetime.fromisoformat(change["due"]["on"]).date())
-                self._schedule(change["childId"], change["userId"], change["name"], due, 1)
+                self.plan.schedule(child["id"], child["userId"], child["name"], due, 1)
         self.changes.done([c["_id"] for c in changes])
         return len(changes)
 
@@ -161,7 +189,7 @@ class ReminderService:
                 for child_id, raw in zip(members, raws, strict=True):
                     outcome = self._remind(child_id, json.loads(raw), now) if raw else "gone"
                     if outcome == "gone":
-                        self._drop(child_id)
+                        self.plan.drop(child_id)
                     outcomes[outcome] = outcomes.get(outcome, 0) + 1
             report |= {f"reminders_{k}": v for k, v in outcomes.items()}
             return report
@@ -175,10 +203,10 @@ class ReminderService:
         user = self.users.get(item["userId"])
         if user is None or user.get("remindersOptOutAt"):
             return "gone"  # opted out: nothing more for this child until the next result
-        hours = self.hours(user)
+        hours = self.plan.hours(user)
         allowed = hours.allowed(now)
         if allowed > now:
-            self._put(child_id, item, allowed)
+            self.plan.put(child_id, item, allowed)
             return "deferred"
         stage = int(item["stage"])
         if self.log.claim(child_id, item["on"], stage, item["userId"], item["kind"], now):
@@ -190,9 +218,9 @@ class ReminderService:
             item = {**item, "stage": 2}
             today = now.astimezone(hours.tz).date()
             later = today + timedelta(days=self.settings.reminder_follow_up_days)
-            self._put(child_id, item, hours.first_moment(later))
+            self.plan.put(child_id, item, hours.first_moment(later))
         else:
-            self._drop(child_id)
+            self.plan.drop(child_id)
         return outcome
 
     def _send(self, child_id: str, item: dict[str, Any], user: dict[str, Any]) -> None:
@@ -210,7 +238,7 @@ class ReminderService:
         on = datetime.fromisoformat(item["on"]).date()
         values = {
             "child": item["name"],
-            "when": self.texts(f"reminder_when_{item['kind']}", language,
+            "when": self.texts(WHEN_TEXT[item["kind"]], language,
                                date=on.strftime("%d-%m-%Y")),
         }  # fmt: skip
         ref = ReminderLog.key(child_id, item["on"], int(item["stage"]))

@@ -16,6 +16,7 @@ from chatbot.chat.banks import BankRegistry
 from chatbot.chat.children import ChildDirectory
 from chatbot.chat.history import HistoryCache
 from chatbot.chat.locks import OutageWatch, UserLocks
+from chatbot.chat.reminders import ReminderSchedule
 from chatbot.chat.sessions import ConversationSessions
 from chatbot.chat.store import RepositoryStore
 from chatbot.chat.users import UserDirectory
@@ -76,6 +77,7 @@ class ChatService:
             db, cache, settings.session_cache_s, on_change=lambda uid: self.on_change(uid, True)
         )
         self.history_cache = HistoryCache(redis_store, settings.session_cache_s, cache)
+        self.schedule = ReminderSchedule(db, redis_store, settings)
         self.verifications = VerificationRepository(db)
         # The outage window (chatbot/chat/locks.py): read now and then every
         # REDIS_FALLBACK_POLL_S by a thread of this process; it also steers the caches.
@@ -178,7 +180,9 @@ class ChatService:
             if answered is not None:
                 return answered
             session = self.sessions.load(user_id, now)
-            store = RepositoryStore(self.db, self.users, self.children, session.pending, now)
+            store = RepositoryStore(
+                self.db, self.users, self.children, session.pending, now, self.schedule
+            )
             engine = Engine(store, self.banks, self.engine_config)
             try:
                 turn = engine.handle(user, session.state, inbound["text"], now)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from chatbot.chat.children import ChildDirectory
-from chatbot.chat.reminders import record_change
+from chatbot.chat.reminders import ReminderSchedule
 from chatbot.chat.sessions import Pending
 from chatbot.chat.users import UserDirectory
 from chatbot.db import Database
@@ -39,8 +39,9 @@ class RepositoryStore:
         children: ChildDirectory,
         pending: Pending,
         now: datetime,
+        schedule: ReminderSchedule,
     ) -> None:
-        self.db = db
+        self.schedule = schedule
         self.users = users
         self.children = children
         self.child_repo = ChildRepository(db)
@@ -118,10 +119,10 @@ class RepositoryStore:
             },
         )
         self.children.changed(completed["userId"], completed["childId"])
-        # What is due next, for the reminders (one small insert per completed screening).
+        # What is due next, for the reminders (Redis; MongoDB only while Redis is down).
         child = {"id": completed["childId"], "userId": completed["userId"],
                  "name": completed.get("childName") or ""}  # fmt: skip
-        record_change(self.db, child, completed, self.now)
+        self.schedule.changed(child, completed, self.now)
         if self._snapshot(questionnaire_id) is not None:
             self.pending.set(None)
 

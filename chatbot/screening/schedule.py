@@ -22,6 +22,12 @@ TEMPLATE = {
     "rescreen": "screening_due",
     "referral_follow_up": "referral_follow_up",
 }
+# What is due -> the text (chatbot/data/texts.json) that names it inside a reminder.
+WHEN_TEXT = {
+    "routine": "reminder_when_routine",
+    "rescreen": "reminder_when_rescreen",
+    "referral_follow_up": "reminder_when_referral_follow_up",
+}
 
 
 @dataclass(frozen=True)

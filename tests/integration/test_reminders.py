@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,7 +14,9 @@ import pytest
 import redis as redis_py
 from bson import ObjectId
 
+from chatbot.chat.reminders import ReminderSchedule
 from chatbot.extensions import mongo
+from chatbot.redis_store import RedisStore
 from tests.integration.test_whatsapp import Stack
 from tests.support import FROZEN_AT, TODDLER, ApiChat
 
@@ -69,6 +72,15 @@ def texts_to(stack, wa_id: str, count: int) -> list[str]:
     return said(stack.replies(wa_id, count, until=lambda mine: len(said(mine)) >= count))
 
 
+def due_at(stack, child_id) -> datetime | None:
+    client = redis_py.Redis.from_url(stack.settings.redis_url)
+    try:
+        score = client.zscore(f"{stack.settings.redis_key_prefix}reminders:due", str(child_id))
+    finally:
+        client.close()
+    return None if score is None else datetime.fromtimestamp(score, JAKARTA)
+
+
 def child_of(stack, phone: str) -> dict:
     with stack.app.app_context():
         user = mongo.db["users"].find_one({"phoneNumber": phone})
@@ -80,12 +92,14 @@ def at_jakarta(day, hour: int) -> datetime:
 
 
 def test_a_due_screening_is_reminded_once_in_its_hours_then_followed_up_once(stack, frozen_clock):
-    chat = screened(stack, "081300000801", ["ya"] * 10)
+    screened(stack, "081300000801", ["ya"] * 10)
     child = child_of(stack, "+6281300000801")
     due = child["lastScreening"]["nextDueAt"].date()
     assert due > FROZEN_AT.date()  # the 24-month form's date
     wa_id = "6281300000801"
-    assert run(stack).get("reminderChanges") == 1
+    # Scheduled by the turn itself, in Redis, at 08:00 Jakarta of the due day.
+    assert due_at(stack, child["_id"]) == at_jakarta(due, 8)
+    assert run(stack).get("reminderChanges") == 0
     assert templates_to(stack, wa_id) == []  # not due yet
     # The due day before 08:00 in Jakarta: not yet. A scheduler down all day that runs
     # at 21:00: deferred to the next morning, nothing sent at night.
@@ -177,7 +191,7 @@ def test_an_archived_child_has_nothing_due(stack, frozen_clock):
 
 
 def test_after_a_referral_the_follow_up_question_records_the_answer(stack, frozen_clock):
-    chat = screened(stack, "081300000805", ["tidak"] * 10, name="Budi")
+    screened(stack, "081300000805", ["tidak"] * 10, name="Budi")
     child = child_of(stack, "+6281300000805")
     assert child["lastScreening"]["nextAction"] == "refer"
     run(stack)
@@ -195,3 +209,26 @@ def test_after_a_referral_the_follow_up_question_records_the_answer(stack, froze
         stored = mongo.db["children"].find_one({"_id": ObjectId(child["_id"])})
     assert stored["referral"]["visited"] is True
     assert stored["referral"]["answeredAt"].replace(tzinfo=UTC) > FROZEN_AT
+
+
+def test_a_change_while_redis_is_down_is_kept_in_mongodb_and_applied_from_the_child(
+    stack, frozen_clock
+):
+    screened(stack, "081300000806", ["ya"] * 10)
+    child = child_of(stack, "+6281300000806")
+    due = child["lastScreening"]["nextDueAt"].date()
+    client = redis_py.Redis.from_url(stack.settings.redis_url)
+    client.zrem(f"{stack.settings.redis_key_prefix}reminders:due", str(child["_id"]))
+    client.close()
+    down = RedisStore()
+    down.init_app(replace(stack.settings, redis_url="redis://127.0.0.1:1/0"))
+    with stack.app.app_context():
+        plan = ReminderSchedule(mongo.db, down, stack.settings)
+        ours = {"id": str(child["_id"]), "userId": str(child["userId"]), "name": "Ayu"}
+        plan.changed(ours, child["lastScreening"], FROZEN_AT)  # Redis unreachable
+        assert mongo.db["reminder_changes"].count_documents({"childId": ours["id"]}) == 1
+    assert due_at(stack, child["_id"]) is None
+    assert run(stack).get("reminderChanges") == 1  # applied from the child as it is now
+    assert due_at(stack, child["_id"]) == at_jakarta(due, 8)
+    with stack.app.app_context():
+        assert mongo.db["reminder_changes"].count_documents({}) == 0

@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 
 from chatbot.chat.children import ChildDirectory
+from chatbot.chat.reminders import ReminderSchedule
 from chatbot.chat.sessions import Pending
 from chatbot.chat.store import RepositoryStore
 from chatbot.chat.users import UserDirectory
 from chatbot.db.users import UserRepository
-from chatbot.extensions import mongo
+from chatbot.extensions import mongo, redis_store
 from tests.unit.fakes import FakeStore
 
 pytestmark = pytest.mark.integration
@@ -72,6 +73,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
                 ChildDirectory(mongo.db, cache, settings.session_cache_s),
                 pending,
                 NOW,
+                ReminderSchedule(mongo.db, redis_store, settings),
             )
 
         yield Backend(PerCall(make), ids, one_user=request.param == "mongo-session")
