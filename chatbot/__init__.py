@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     from chatbot.json_provider import JSONProvider
     from chatbot.proxy import trust_proxy
     from chatbot.web import dashboard
+    from chatbot.web import worker as worker_page
 
     settings = settings or Settings.from_env()
     clock = clock or Clock()
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.register_blueprint(whatsapp.bp)
     app.register_blueprint(web.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(worker_page.bp)
     app.cli.add_command(cli)
     # The limits each blueprint and view declares (chatbot/limits.py).
     limits.apply(app, limiter, settings)
