@@ -26,7 +26,13 @@ from chatbot.db.sessions import SessionRepository
 from chatbot.db.settle import MessageSettler
 from chatbot.db.verifications import VerificationRepository
 from chatbot.db.whatsapp import WhatsAppEvents
-from chatbot.errors import BankError, InvalidPhoneError
+from chatbot.errors import (
+    BankError,
+    ConflictError,
+    InvalidInputError,
+    InvalidPhoneError,
+    NotFoundError,
+)
 from chatbot.extensions import mongo
 from chatbot.phone import normalise_phone
 from chatbot.screening.bank import load_bank_file
@@ -223,16 +229,38 @@ def archive_messages(older_than_days: int | None, batch_size: int | None) -> Non
 @cli.command("grant-role")
 @click.argument("phone")
 @click.argument("role", type=click.Choice(["parent", "health_worker", "admin"]))
-def grant_role(phone: str, role: str) -> None:
-    """Give a registered phone number a role (health workers and admins sign in like parents)."""
+@click.option("--posyandu", "posyandu", multiple=True, metavar="CODE",
+              help="a posyandu the health worker serves (repeat for several)")  # fmt: skip
+def grant_role(phone: str, role: str, posyandu: tuple[str, ...]) -> None:
+    """Give a registered phone number a role (health workers and admins sign in like
+    parents); a health worker sees the children of the posyandu named with --posyandu."""
     try:
         number = normalise_phone(phone)
     except InvalidPhoneError as exc:
         raise click.ClickException(str(exc)) from None
-    # Through the directory: the cached user behind a token must see the new role at once.
-    if not services().users.set_role(number, role):
-        raise click.ClickException(f"{number} has not started a chat yet")
-    click.echo(f"{number} is now {role}")
+    try:
+        granted = services().staff.grant_role(number, role, list(posyandu))
+    except NotFoundError as exc:
+        message = str(exc)
+        if message.startswith("No user"):
+            message = f"{number} has not started a chat yet"
+        raise click.ClickException(message) from None
+    except InvalidInputError as exc:
+        raise click.ClickException(str(exc)) from None
+    where = f" of {', '.join(granted['posyandu'])}" if granted["posyandu"] else ""
+    click.echo(f"{number} is now {role}{where}")
+
+
+@cli.command("add-posyandu")
+@click.argument("code")
+@click.argument("name")
+def add_posyandu(code: str, name: str) -> None:
+    """Create a posyandu with the short code its cadres give parents (e.g. MAWAR01)."""
+    try:
+        created = services().staff.add_posyandu(code, name)
+    except (ConflictError, InvalidInputError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{created['code']}: {created['name']}")
 
 
 @cli.command("whatsapp-notify")

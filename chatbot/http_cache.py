@@ -105,10 +105,20 @@ class ResponseCache:
         g.response_versions = {k: int(v or 0) for k, v in zip(keys, values, strict=True)}
 
     def key(
-        self, scope: str, versions: dict[str, int], language: str, staff: bool, by_day: bool
+        self,
+        scope: str,
+        versions: dict[str, int],
+        language: str,
+        staff: bool,
+        by_day: bool,
+        audience: str = "",
     ) -> str:
-        """The key of this request's response: everything that changes the body."""
-        raw = f"{request.method} {request.path}?{request.query_string.decode()}|{language}"
+        """The key of this request's response: everything that changes the body.
+        `audience`: whose children a staff answer shows (the role and the posyandu), so
+        a health worker never gets the cached list of another posyandu."""
+        raw = (
+            f"{request.method} {request.path}?{request.query_string.decode()}|{language}|{audience}"
+        )
         if by_day:  # answers that depend on today's date (overdue re-screens)
             raw += "|" + self.clock.now().date().isoformat()
         digest = hashlib.sha1(raw.encode(), usedforsecurity=False).hexdigest()
@@ -138,7 +148,8 @@ class ResponseCache:
             return view(*args, **kwargs)
         name = STAFF if scope == "staff" else user_scope(user["id"])
         staff = user["role"] in STAFF_ROLES
-        key = self.key(name, versions, user.get("language") or "id", staff, by_day)
+        audience = f"{user['role']}:{','.join(user.get('posyandu') or [])}" if staff else ""
+        key = self.key(name, versions, user.get("language") or "id", staff, by_day, audience)
         entry = self._get(key)
         if entry is None:
             response = current_app.make_response(view(*args, **kwargs))

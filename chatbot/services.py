@@ -28,6 +28,7 @@ from chatbot.chat.banks import BankRegistry
 from chatbot.chat.children import ChildDirectory
 from chatbot.chat.reminders import ReminderService
 from chatbot.chat.service import ChatService
+from chatbot.chat.staff import StaffService
 from chatbot.chat.users import UserDirectory
 from chatbot.chat.whatsapp import WhatsAppChannel
 from chatbot.clock import Clock
@@ -65,6 +66,7 @@ class Services:
         self._lock = threading.Lock()
         self._chat: tuple[object, int, ChatService] | None = None
         self._whatsapp: tuple[ChatService, WhatsAppChannel] | None = None
+        self._staff: tuple[ChatService, StaffService] | None = None
         # Built now: a WHATSAPP_TEMPLATE_* naming something unknown stops start-up.
         self.templates = Templates(
             settings.whatsapp_template_languages, settings.whatsapp_template_names
@@ -102,6 +104,20 @@ class Services:
                     )
                     built = self._chat = (client, pid, service)
         return built[2]
+
+    @property
+    def staff(self) -> StaffService:
+        """The health workers' and admins' reads and writes, on this process's database."""
+        chat = self.chat
+        built = self._staff
+        if built is None or built[0] is not chat:
+            with self._lock:
+                built = self._staff
+                if built is None or built[0] is not chat:
+                    staff = StaffService(chat.db, self.clock, self.settings.timezone,
+                                         self._on_change, self.users.set_role)  # fmt: skip
+                    built = self._staff = (chat, staff)
+        return built[1]
 
     @property
     def whatsapp(self) -> WhatsAppChannel:

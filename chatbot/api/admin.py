@@ -1,4 +1,5 @@
-"""Admin API for operators: the instances' current metrics, their history, the alerts.
+"""Admin API for operators: the instances' current metrics, their history, the alerts;
+the posyandu and who serves them.
 
 Read from the snapshots and alerts each instance's collector saves (chatbot/collector.py),
 so any instance answers for all of them.
@@ -16,10 +17,12 @@ from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chatbot.api import parse_query
+from chatbot.api import parse_body, parse_query
 from chatbot.api.auth import auth_required
+from chatbot.api.schemas import NewPosyandu, RoleGrant
 from chatbot.db.metrics import AlertRepository, MetricsRepository
-from chatbot.errors import InvalidInputError
+from chatbot.errors import InvalidInputError, InvalidPhoneError
+from chatbot.phone import normalise_phone
 from chatbot.services import services
 
 bp = Blueprint("admin", __name__)
@@ -243,3 +246,36 @@ def alerts() -> ResponseReturnValue:
         found = repo.list("open", None, None, query.instance, query.limit) + found
         found.sort(key=lambda a: a["openedAt"], reverse=True)
     return jsonify(alerts=found[: query.limit])
+
+
+# --- posyandu and roles -------------------------------------------------------------------
+
+
+@bp.get("/admin/posyandu")
+@auth_required("admin")
+def list_posyandu() -> ResponseReturnValue:
+    """Every posyandu, by code."""
+    return jsonify(posyandu=services().staff.posyandu.list())
+
+
+@bp.post("/admin/posyandu")
+@auth_required("admin")
+def create_posyandu() -> ResponseReturnValue:
+    """A posyandu and the code its cadres give parents; 409 if the code is taken."""
+    body = parse_body(NewPosyandu)
+    created = services().staff.add_posyandu(body.code, body.name)
+    return jsonify(posyandu=created), 201
+
+
+@bp.put("/admin/users/<phone>/role")
+@auth_required("admin")
+def grant_role(phone: str) -> ResponseReturnValue:
+    """A registered number's role, and the posyandu a health worker serves (as
+    `flask --app wsgi chatbot grant-role`): it applies to the user's next request."""
+    body = parse_body(RoleGrant)
+    try:
+        number = normalise_phone(phone)
+    except InvalidPhoneError as exc:
+        raise InvalidInputError(str(exc), code="validation_error") from None
+    granted = services().staff.grant_role(number, body.role, body.posyandu)
+    return jsonify(granted)

@@ -48,6 +48,21 @@ OPERATIONS: list[Operation] = [
     ("get", "/worker/rescreens/overdue", "Children whose re-screen is overdue", s.OverdueQuery,
      {200: s.WorkerChildren}, STAFF),
     ("get", "/worker/stats", "Counts by risk level", None, {200: s.Stats}, STAFF),
+    ("get", "/worker/posyandu", "The posyandu the health worker serves", None,
+     {200: s.PosyanduList}, STAFF),
+    ("get", "/worker/due", "The month's children due, overdue, to re-screen, referred",
+     s.DueQuery, {200: s.DueList}, STAFF),
+    ("get", "/worker/children/{child_id}", "A child's screenings and contacts", None,
+     {200: s.ChildHistory}, STAFF),
+    ("post", "/worker/children/{child_id}/contacts", "Record a contact or a referral visit",
+     s.NewContact, {201: s.ContactResult}, STAFF),
+    ("get", "/worker/export.csv", "The month's screenings as CSV (text/csv)", s.ExportQuery,
+     {}, STAFF),
+    ("get", "/admin/posyandu", "Every posyandu", None, {200: s.PosyanduList}, ADMIN),
+    ("post", "/admin/posyandu", "Create a posyandu", s.NewPosyandu,
+     {201: s.CreatedPosyandu}, ADMIN),
+    ("put", "/admin/users/{phone}/role", "A user's role and posyandu", s.RoleGrant,
+     {200: s.RoleResult}, ADMIN),
     ("get", "/admin/metrics/current", "Each instance's newest metrics snapshot", None,
      {200: admin.CurrentMetrics}, ADMIN),
     ("get", "/admin/metrics/history", "Metrics snapshots over a time range, oldest first",
@@ -65,13 +80,17 @@ EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
     s.VerifyChat: {"challengeId": "Zk3rJ0x2Qm8vT1aB", "code": "123456"},
     s.SendMessage: {"text": "halo", "clientMessageId": "web-1"},
     s.Receipts: {"messageIds": ["66a1f0c2e4b0a1b2c3d4e5f6"]},
+    s.NewContact: {"kind": "contacted", "note": "called, visit on Tuesday"},
+    s.NewPosyandu: {"code": "MAWAR01", "name": "Posyandu Mawar"},
+    s.RoleGrant: {"role": "health_worker", "posyandu": ["MAWAR01"]},
 }
 
 # GETs whose 200 carries an ETag, answered with 304 when If-None-Match names it: the
 # response cache's views (chatbot/http_cache.py, @cached) and this document.
 CONDITIONAL = {
     "/chat/messages", "/children", "/children/{child_id}", "/questionnaires/{questionnaire_id}",
-    "/worker/children", "/worker/rescreens/overdue", "/worker/stats", "/openapi.json",
+    "/worker/children", "/worker/rescreens/overdue", "/worker/stats", "/worker/due",
+    "/openapi.json",
 }  # fmt: skip
 
 ERRORS = {

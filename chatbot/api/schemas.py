@@ -70,6 +70,40 @@ class OverdueQuery(_In):
     )
 
 
+class DueQuery(_In):
+    month: str | None = Field(
+        default=None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM; default this month"
+    )
+    posyandu: str | None = Field(default=None, max_length=20, pattern=r"^[A-Za-z0-9-]+$")
+    status: str = Field(
+        default="due,overdue,rescreen,referred",
+        pattern=r"^(due|overdue|rescreen|referred)(,(due|overdue|rescreen|referred))*$",
+    )
+    q: str | None = Field(default=None, max_length=100, description="part of the child's name")
+    limit: int = Field(default=200, ge=1, le=500)
+    cursor: str | None = Field(default=None, max_length=64)
+
+
+class ExportQuery(_In):
+    month: str | None = Field(default=None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    posyandu: str | None = Field(default=None, max_length=20, pattern=r"^[A-Za-z0-9-]+$")
+
+
+class NewContact(_In):
+    kind: Literal["contacted", "referral_visited"]
+    note: str = Field(default="", max_length=500)
+
+
+class NewPosyandu(_In):
+    code: str = Field(min_length=2, max_length=20, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]+$")
+    name: str = Field(min_length=1, max_length=100)
+
+
+class RoleGrant(_In):
+    role: Literal["parent", "health_worker", "admin"]
+    posyandu: list[str] = Field(default=[], max_length=50, description="health workers only")
+
+
 # --- responses (documented in OpenAPI; the views build plain dicts of these shapes) ---
 class User(BaseModel):
     id: str
@@ -241,6 +275,76 @@ class Stats(BaseModel):
     childrenByRisk: dict[str, int]
     overdueRescreens: int
     generatedAt: datetime
+
+
+class Posyandu(BaseModel):
+    code: str
+    name: str
+
+
+class PosyanduList(BaseModel):
+    posyandu: list[Posyandu]
+
+
+class CreatedPosyandu(BaseModel):
+    posyandu: Posyandu
+
+
+class Contact(BaseModel):
+    kind: Literal["contacted", "referral_visited"]
+    note: str
+    at: datetime
+
+
+class ContactResult(BaseModel):
+    contact: Contact
+
+
+class RowScreening(BaseModel):
+    completedAt: datetime | None
+    category: Literal["appropriate", "doubtful", "possible_deviation"] | None
+    riskLevel: Literal["low", "medium", "high"] | None
+    nextAction: Literal["routine", "rescreen_2_weeks", "refer"] | None
+    noDomains: list[str] = Field(description="domains of the 'no' answers")
+
+
+class DueChild(BaseModel):
+    id: str
+    name: str
+    sex: Literal["male", "female"]
+    birthDate: date
+    ageMonths: int | None
+    posyandu: str | None
+    status: Literal["due", "overdue", "rescreen", "referred"] | None
+    dueAt: date | None
+    lastScreening: RowScreening | None
+    lastContact: Contact | None
+    parentPhone: str | None = Field(default=None, description="members of its posyandu only")
+
+
+class DueList(BaseModel):
+    month: str
+    counts: dict[str, int]
+    children: list[DueChild]
+    nextCursor: str | None
+
+
+class HistoryScreening(RowScreening):
+    ageMonths: int | None
+    yesCount: int | None
+    itemCount: int | None
+
+
+class ChildHistory(BaseModel):
+    child: DueChild
+    screenings: list[HistoryScreening]
+    contacts: list[Contact]
+
+
+class RoleResult(BaseModel):
+    phoneNumber: str
+    role: Literal["parent", "health_worker", "admin"]
+    posyandu: list[str]
 
 
 class ErrorBody(BaseModel):

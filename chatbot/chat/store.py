@@ -17,12 +17,14 @@ from chatbot.chat.sessions import Pending
 from chatbot.chat.users import UserDirectory
 from chatbot.db import Database
 from chatbot.db.children import ChildRepository
+from chatbot.db.posyandu import PosyanduRepository, normal_code
 from chatbot.db.questionnaires import QuestionnaireRepository
 
 LAST_SCREENING_FIELDS = (
     "bracket",
     "category",
     "riskLevel",
+    "noByDomain",
     "yesCount",
     "itemCount",
     "nextAction",
@@ -45,6 +47,7 @@ class RepositoryStore:
         self.users = users
         self.children = children
         self.child_repo = ChildRepository(db)
+        self.posyandu = PosyanduRepository(db)
         self.questionnaires = QuestionnaireRepository(db)
         self.pending = pending
         self.now = now
@@ -68,6 +71,16 @@ class RepositoryStore:
         child = self.child_repo.add(user_id, now=self.now, **fields)
         self.children.changed(user_id)
         return child
+
+    def link_posyandu(self, user_id: str, code: str) -> dict[str, Any] | None:
+        normal = normal_code(code)
+        found = self.posyandu.get(normal) if normal else None
+        if found is None:
+            return None
+        self.users.set_fields(user_id, posyandu=found["code"])
+        self.child_repo.link_posyandu(user_id, found["code"])
+        self.children.changed(user_id)  # the staff lists too
+        return found
 
     def in_progress(self, user_id: str) -> dict[str, Any] | None:
         if not self.pending.known:

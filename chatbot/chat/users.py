@@ -78,9 +78,9 @@ class UserDirectory:
         self.repo.rotate_token_version(user_id)
         self.cache.invalidate(self._key(user_id))
 
-    def set_role(self, phone: str, role: str) -> bool:
+    def set_role(self, phone: str, role: str, posyandu: list[str] | None = None) -> bool:
         user = self.repo.by_phone(phone)
-        if user is None or not self.repo.set_role(phone, role):
+        if user is None or not self.repo.set_role(phone, role, posyandu):
             return False
         self.cache.invalidate(self._key(user["id"]))
         if self.on_change is not None:

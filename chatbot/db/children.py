@@ -11,6 +11,15 @@ from pymongo.database import Database
 from chatbot.db.documents import oid, out, to_datetime
 
 DATES = ("birthDate",)
+ROSTER = {
+    "userId": 1, "name": 1, "birthDate": 1, "sex": 1, "gestationalWeeks": 1,
+    "posyandu": 1, "lastScreening": 1, "referral": 1, "lastContact": 1,
+}  # fmt: skip
+
+
+def _scoped(query: dict[str, Any], posyandu: list[str] | None) -> dict[str, Any]:
+    """A staff query limited to the children of these posyandu (None: every child)."""
+    return query if posyandu is None else {**query, "posyandu": {"$in": posyandu}}
 
 
 class ChildRepository:
@@ -26,6 +35,7 @@ class ChildRepository:
         sex: str,
         gestationalWeeks: int | None,
         now: datetime,
+        posyandu: str | None = None,
     ) -> dict[str, Any]:
         doc = {
             "userId": oid(user_id, "user"),
@@ -35,6 +45,7 @@ class ChildRepository:
             "gestationalWeeks": gestationalWeeks,
             "status": "active",
             "lastScreening": None,
+            "posyandu": posyandu,  # the parent's, when they linked one (db/posyandu.py)
             "createdAt": now,
         }
         self.col.insert_one(doc)
@@ -82,45 +93,58 @@ class ChildRepository:
         )
 
     def at_risk(
-        self, levels: list[str], limit: int, after: str | None = None
+        self,
+        levels: list[str],
+        limit: int,
+        after: str | None = None,
+        posyandu: list[str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Active children whose latest screening has one of `levels`, by id (cursor = last id)."""
-        query: dict[str, Any] = {"lastScreening.riskLevel": {"$in": levels}, "status": "active"}
+        """Active children whose latest screening has one of `levels`, by id (cursor = last id);
+        of these posyandu only (None: all, for an admin)."""
+        query = _scoped({"lastScreening.riskLevel": {"$in": levels}, "status": "active"}, posyandu)
         if after:
             query["_id"] = {"$gt": oid(after, "cursor")}
         cursor = self.col.find(query).sort("_id", ASCENDING).limit(limit)
         return [out(d, DATES) for d in cursor]
 
     def rescreens_due_before(
-        self, when: datetime, limit: int, actions: list[str]
+        self, when: datetime, limit: int, actions: list[str], posyandu: list[str] | None = None
     ) -> list[dict[str, Any]]:
         """Active children whose next screening was due before `when`, most overdue first."""
         cursor = (
             self.col.find(
-                {
-                    "lastScreening.nextDueAt": {"$lt": when},
-                    "lastScreening.nextAction": {"$in": actions},
-                    "status": "active",
-                }
+                _scoped(
+                    {
+                        "lastScreening.nextDueAt": {"$lt": when},
+                        "lastScreening.nextAction": {"$in": actions},
+                        "status": "active",
+                    },
+                    posyandu,
+                )
             )
             .sort([("lastScreening.nextDueAt", ASCENDING), ("_id", ASCENDING)])
             .limit(limit)
         )
         return [out(d, DATES) for d in cursor]
 
-    def count_due_before(self, when: datetime, actions: list[str]) -> int:
+    def count_due_before(
+        self, when: datetime, actions: list[str], posyandu: list[str] | None = None
+    ) -> int:
         return self.col.count_documents(
-            {
-                "lastScreening.nextDueAt": {"$lt": when},
-                "lastScreening.nextAction": {"$in": actions},
-                "status": "active",
-            }
+            _scoped(
+                {
+                    "lastScreening.nextDueAt": {"$lt": when},
+                    "lastScreening.nextAction": {"$in": actions},
+                    "status": "active",
+                },
+                posyandu,
+            )
         )
 
-    def count_by_risk(self) -> dict[str, int]:
+    def count_by_risk(self, posyandu: list[str] | None = None) -> dict[str, int]:
         """Active children per latest risk level (`none` for never screened)."""
         pipeline: list[dict[str, Any]] = [
-            {"$match": {"status": "active"}},
+            {"$match": _scoped({"status": "active"}, posyandu)},
             {"$group": {"_id": "$lastScreening.riskLevel", "n": {"$sum": 1}}},
         ]
         counts = {"low": 0, "medium": 0, "high": 0, "none": 0}
@@ -131,3 +155,25 @@ class ChildRepository:
     def newest_first(self, user_id: str) -> list[dict[str, Any]]:
         cursor = self.col.find({"userId": oid(user_id, "user")}).sort("createdAt", DESCENDING)
         return [out(d, DATES) for d in cursor]
+
+    def link_posyandu(self, user_id: str, code: str) -> int:
+        """The parent's active children join the posyandu (a family goes to one)."""
+        result = self.col.update_many(
+            {"userId": oid(user_id, "user"), "status": "active"}, {"$set": {"posyandu": code}}
+        )
+        return result.matched_count
+
+    def of_posyandu(self, codes: list[str]) -> list[dict[str, Any]]:
+        """The active children of these posyandu, by id (the health workers' month list)."""
+        cursor = self.col.find({"posyandu": {"$in": codes}, "status": "active"}, ROSTER).sort(
+            "_id", ASCENDING
+        )
+        return [out(d, DATES) for d in cursor]
+
+    def get_in_posyandu(self, child_id: str, codes: list[str] | None) -> dict[str, Any] | None:
+        """The active child if it is in one of `codes` (None: any posyandu, an admin):
+        the health worker's scope is part of the query, as ownership is for parents."""
+        query: dict[str, Any] = {"_id": oid(child_id, "child"), "status": "active"}
+        if codes is not None:
+            query["posyandu"] = {"$in": codes}
+        return out(self.col.find_one(query, ROSTER), DATES)

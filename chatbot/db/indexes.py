@@ -47,9 +47,21 @@ INDEXES: dict[str, list[IndexModel]] = {
         # Health-worker lists: latest risk level, and re-screens by due date.
         IndexModel([("lastScreening.riskLevel", ASCENDING)], name="lastScreening.riskLevel_1"),
         IndexModel([("lastScreening.nextDueAt", ASCENDING)], name="lastScreening.nextDueAt_1"),
+        # A posyandu's children (the health workers' page, its export, every staff list).
+        IndexModel([("posyandu", ASCENDING), ("status", ASCENDING)], name="posyandu_1_status_1"),
+    ],
+    # A child's contacts by health workers, newest first (db/posyandu.py). `posyandu`
+    # itself is keyed by its code (`_id`).
+    "contacts": [
+        IndexModel([("childId", ASCENDING), ("at", DESCENDING)], name="childId_1_at_-1"),
     ],
     "questionnaires": [
         IndexModel([("childId", ASCENDING)], name="childId_1"),
+        # The monthly export: a posyandu's children's screenings completed in a month.
+        IndexModel(
+            [("childId", ASCENDING), ("status", ASCENDING), ("completedAt", ASCENDING)],
+            name="childId_1_status_1_completedAt_1",
+        ),
         IndexModel([("riskLevel", ASCENDING)], name="riskLevel_1"),
         # A child's latest results, newest first.
         IndexModel(

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from pymongo import DESCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 
 from chatbot.db.documents import oid, out, to_datetime
 
 DATES = ("referenceBirthDate", "screeningDate")
+HISTORY = {
+    "childId": 1, "screeningDate": 1, "referenceBirthDate": 1, "bracket": 1,
+    "category": 1, "riskLevel": 1, "yesCount": 1, "itemCount": 1, "noByDomain": 1,
+    "nextAction": 1, "nextDueAt": 1, "completedAt": 1,
+}  # fmt: skip
 SUMMARY = {"riskLevel": 1, "completedAt": 1}
 
 
@@ -99,3 +105,27 @@ class QuestionnaireRepository:
             .limit(limit)
         )
         return [out(d) for d in cursor]
+
+    def history_for_child(self, child_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """A child's completed screenings, newest first, for the health workers' page."""
+        cursor = (
+            self.col.find({"childId": oid(child_id, "child"), "status": "completed"}, HISTORY)
+            .sort([("completedAt", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit)
+        )
+        return [out(d, DATES) for d in cursor]
+
+    def completed_between(
+        self, child_ids: list[str], start: datetime, end: datetime
+    ) -> Iterator[dict[str, Any]]:
+        """The screenings of these children completed in [start, end), oldest first, as a
+        cursor: the monthly export streams it row by row."""
+        cursor = self.col.find(
+            {
+                "childId": {"$in": [oid(i, "child") for i in child_ids]},
+                "status": "completed",
+                "completedAt": {"$gte": start, "$lt": end},
+            },
+            HISTORY,
+        ).sort([("completedAt", ASCENDING), ("_id", ASCENDING)])
+        return (out(d, DATES) for d in cursor)

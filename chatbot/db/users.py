@@ -63,7 +63,10 @@ class UserRepository:
         cursor = self.col.find({"_id": {"$in": ids}}, {"phoneNumber": 1})
         return {str(d["_id"]): d["phoneNumber"] for d in cursor}
 
-    def set_role(self, phone: str, role: str) -> bool:
-        return (
-            self.col.update_one({"phoneNumber": phone}, {"$set": {"role": role}}).matched_count == 1
-        )
+    def set_role(self, phone: str, role: str, posyandu: list[str] | None = None) -> bool:
+        """The role, and for a health worker the posyandu they serve (others: none)."""
+        fields = {
+            "role": role,
+            "posyandu": sorted(set(posyandu or [])) if role == "health_worker" else [],
+        }
+        return self.col.update_one({"phoneNumber": phone}, {"$set": fields}).matched_count == 1

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+from chatbot.screening import posyandu
 from chatbot.screening.age import add_months
 from chatbot.screening.conversation import Conversation, Message, Option, Prompt, numbered
 from chatbot.screening.state import ChildForm, Step
@@ -139,4 +140,5 @@ def save_child(c: Conversation, form: ChildForm) -> None:
         )
     )
     c.say("child_added", name=child["name"])
+    posyandu.offer(c)
     c.goto(Step.CONFIRM_SCREEN, child_id=child["id"])

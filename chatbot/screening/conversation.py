@@ -203,7 +203,8 @@ class Conversation:
         return self._children
 
     def add_child(self, **fields: Any) -> dict[str, Any]:
-        child = self.store.add_child(self.user_id, **fields)
+        # A new child joins the posyandu the parent linked (chatbot/screening/posyandu.py).
+        child = self.store.add_child(self.user_id, posyandu=self.user.get("posyandu"), **fields)
         self._children = None
         return child
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from chatbot.screening import children, onboarding, questionnaire, reminding
+from chatbot.screening import children, onboarding, posyandu, questionnaire, reminding
 from chatbot.screening.children import SLOT_AT
 from chatbot.screening.conversation import (
     YES_NO,
@@ -127,6 +127,13 @@ STEPS: dict[Step, StepSpec] = {
         context=frozenset({"questionnaire_id", "asked"}),
         back=questionnaire.back,  # re-opens the previous item
     ),
+    Step.POSYANDU: StepSpec(
+        Prompt("posyandu_ask"),
+        posyandu.answer,
+        goes_to=frozenset({Step.MENU}),
+        back=Step.MENU,
+        own_commands=frozenset({"posyandu"}),  # "posyandu 01" may be this step's answer
+    ),
     Step.RESUME: StepSpec(
         Prompt("resume_ask", numbered(2), questionnaire.resume_values),
         questionnaire.resume_answer,
@@ -158,6 +165,7 @@ COMMANDS = (
     Command("back", _word("back"), onboarding.go_back),
     Command("reminders_off", _word("reminders_off"), reminding.reminders_off),
     Command("reminders_on", _word("reminders_on"), reminding.reminders_on),
+    Command("posyandu", posyandu.match, posyandu.command, frozenset({Step.POSYANDU, Step.MENU})),
 )
 OPT_COMMANDS = tuple(c for c in COMMANDS if c.name in ("reminders_off", "reminders_on"))
 

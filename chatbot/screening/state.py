@@ -31,6 +31,7 @@ class Step(StrEnum):
     CHOOSE_CHILD = "choose_child"
     QUESTION = "question"
     RESUME = "resume"
+    POSYANDU = "posyandu"  # the posyandu's code, asked for by the word "posyandu"
 
 
 @dataclass

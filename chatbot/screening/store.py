@@ -52,6 +52,12 @@ class Store(Protocol):
         Not safe to repeat: the engine first looks for the same child."""
         ...
 
+    def link_posyandu(self, user_id: str, code: str) -> dict[str, Any] | None:
+        """Link the user, and their active children, to the posyandu of this code (as
+        the parent typed it); return it (`code`, `name`), or None for an unknown code.
+        Children added later join the user's posyandu. Safe to repeat."""
+        ...
+
     def in_progress(self, user_id: str) -> dict[str, Any] | None:
         """The user's questionnaire in progress (the newest if several), or None."""
         ...

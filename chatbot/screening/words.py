@@ -27,7 +27,9 @@ LIMITS_FILE = DATA / "limits.json"
 MenuChoice = Literal["screen", "add_child", "history", "language"]
 MENU_CHOICES: tuple[MenuChoice, ...] = ("screen", "add_child", "history", "language")
 # The global commands a word can name (the language switch is named by `switch`).
-CommandWord = Literal["help", "menu", "restart", "back", "reminders_off", "reminders_on"]
+CommandWord = Literal[
+    "help", "menu", "restart", "back", "reminders_off", "reminders_on", "posyandu"
+]
 
 
 def normalise(text: str) -> str:
@@ -60,6 +62,7 @@ class WordLists(_Strict):
     back: list[str] = []
     reminders_off: list[str] = []  # opt out of reminders ("berhenti", "stop")
     reminders_on: list[str] = []  # and back in ("mulai", "start")
+    posyandu: list[str] = []  # link the children to a posyandu (screening/posyandu.py)
     male: list[str] = []
     female: list[str] = []
     unknown_weeks: list[str] = []
@@ -67,7 +70,7 @@ class WordLists(_Strict):
 
     @field_validator(
         "yes", "no", "agree", "help", "menu", "restart", "back", "reminders_off",
-        "reminders_on", "male", "female", "unknown_weeks", "weeks",
+        "reminders_on", "posyandu", "male", "female", "unknown_weeks", "weeks",
     )  # fmt: skip
     @classmethod
     def _written(cls, v: list[str]) -> list[str]:

@@ -19,6 +19,8 @@ class FakeStore:
         self.users: dict[str, dict[str, Any]] = {}
         self.children: dict[str, dict[str, Any]] = {}
         self.questionnaires: dict[str, dict[str, Any]] = {}
+        # code -> {code, name}: what an admin created (the real one: db/posyandu.py)
+        self.posyandu: dict[str, dict[str, Any]] = {}
         self._ids = (f"id{n}" for n in itertools.count(1))
 
     def _in_progress(self, questionnaire_id: str) -> dict[str, Any] | None:
@@ -39,6 +41,16 @@ class FakeStore:
         child = {"id": next(self._ids), "userId": user_id, "lastScreening": None, **fields}
         self.children[child["id"]] = child
         return copy.deepcopy(child)
+
+    def link_posyandu(self, user_id: str, code: str) -> dict[str, Any] | None:
+        found = self.posyandu.get(code.replace(" ", "").upper())
+        if found is None:
+            return None
+        self.users.setdefault(user_id, {})["posyandu"] = found["code"]
+        for child in self.children.values():
+            if child["userId"] == user_id and child.get("status", "active") == "active":
+                child["posyandu"] = found["code"]
+        return dict(found)
 
     def in_progress(self, user_id: str) -> dict[str, Any] | None:
         found = [
