@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from chatbot.api.auth import auth_required
 from chatbot.auth import STAFF_ROLES
+from chatbot.chat.staff import Scope
 from chatbot.db.children import ChildRepository
 from chatbot.db.questionnaires import QuestionnaireRepository
 from chatbot.errors import NotFoundError
@@ -18,14 +19,18 @@ from chatbot.services import services
 bp = Blueprint("children", __name__)
 
 
-def _summary_visible(child_id: str) -> dict[str, Any]:
-    """A parent sees only their own children; staff see every child."""
+def _summary_visible(child_id: str, staff: bool = True) -> dict[str, Any]:
+    """A parent sees only their own children; a health worker those of their posyandu,
+    an admin every child (`staff` False: the owner only)."""
     found = services().children.summary(child_id)
-    if found is None or (
-        g.user["role"] not in STAFF_ROLES and found["child"]["userId"] != g.user["id"]
-    ):
+    if found is None:
         raise NotFoundError("No such child.")
-    return found
+    child, user = found["child"], g.user
+    if child["userId"] == user["id"]:
+        return found
+    if staff and user["role"] in STAFF_ROLES and Scope.of(user).sees(child):
+        return found
+    raise NotFoundError("No such child.")
 
 
 def public_child(child: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +58,7 @@ def child_summary(child_id: str) -> ResponseReturnValue:
 @auth_required()
 def archive_child(child_id: str) -> ResponseReturnValue:
     """Archive a child (e.g. added by mistake): gone from lists and screening, history kept."""
-    child = _summary_visible(child_id)["child"]
+    child = _summary_visible(child_id, staff=False)["child"]  # the parent's own decision
     repo = ChildRepository(services().db)
     now = services().clock.now()
     repo.archive(child["id"], now)

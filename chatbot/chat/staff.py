@@ -51,6 +51,9 @@ class Scope:
             return cls(None, phones=False)
         return cls(list(user.get("posyandu") or []), phones=True)
 
+    def sees(self, child: dict[str, Any]) -> bool:
+        return self.codes is None or child.get("posyandu") in self.codes
+
     def narrowed(self, posyandu: str | None, every: list[str]) -> list[str]:
         """The posyandu a list is of: the one asked for (if in scope), else all of the
         scope's (an admin's default: the first posyandu, not 100,000 children)."""

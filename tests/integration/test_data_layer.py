@@ -142,10 +142,10 @@ def test_worker_endpoints_need_a_staff_role(app):
     worker = ApiChat(client, "081300000005")
     assert worker.get("/api/v1/worker/children").status_code == 403
     runner = app.test_cli_runner()
-    assert (
-        runner.invoke(args=["chatbot", "grant-role", "081300000005", "health_worker"]).exit_code
-        == 0
-    )
+    assert runner.invoke(args=["chatbot", "add-posyandu", "SERUNI07", "Seruni"]).exit_code == 0
+    parent.say("posyandu SERUNI07")  # both children join it
+    grant = ["chatbot", "grant-role", "081300000005", "health_worker", "--posyandu", "SERUNI07"]
+    assert runner.invoke(args=grant).exit_code == 0
 
     at_risk = worker.get("/api/v1/worker/children?risk=medium,high").get_json()
     assert [c["name"] for c in at_risk["children"]] == ["Budi"]
@@ -156,9 +156,11 @@ def test_worker_endpoints_need_a_staff_role(app):
     stats = worker.get("/api/v1/worker/stats").get_json()
     assert stats["childrenByRisk"]["high"] == 1
     assert stats["childrenByRisk"]["low"] == 1
-    # A staff member may open any child's summary.
+    # A health worker may open the summary of a child of their posyandu, not archive it.
     budi = at_risk["children"][0]["id"]
     assert worker.get(f"/api/v1/children/{budi}").status_code == 200
+    archive = worker.client.post(f"/api/v1/children/{budi}/archive", headers=worker.headers)
+    assert archive.status_code == 404
     assert worker.get("/api/v1/worker/children?risk=severe").status_code == 400
 
 

@@ -62,7 +62,8 @@ def world(app):
         name: chat.get("/api/v1/children").get_json()["children"][0]["id"]
         for name, chat in (("ana", ana), ("bob", bob), ("cici", cici))
     }
-    return {"a": a, "b": b, "both": both, "admin": admin, "ids": ids, "client": client}
+    return {"a": a, "b": b, "both": both, "admin": admin, "ids": ids, "client": client,
+            "bob": bob}  # fmt: skip
 
 
 def names(response):
@@ -119,6 +120,12 @@ def test_a_health_worker_sees_only_their_posyandus_children_on_every_route(world
         )
         assert write.status_code == 404
     assert b.get(f"/api/v1/worker/children/{ids['bob']}").status_code == 200
+    # The parents' routes a staff token may use answer the same: Bob's child and result.
+    bob_result = world["bob"].get(f"/api/v1/children/{ids['bob']}").get_json()
+    questionnaire = bob_result["recentScreenings"][0]["id"]
+    assert a.get(f"/api/v1/children/{ids['bob']}").status_code == 404
+    assert a.get(f"/api/v1/questionnaires/{questionnaire}").status_code == 404
+    assert b.get(f"/api/v1/questionnaires/{questionnaire}").status_code == 200
     # Asking for the other posyandu by name is refused, not answered with its list.
     assert a.get("/api/v1/worker/due?posyandu=MELATI02").status_code == 403
     assert a.get("/api/v1/worker/export.csv?posyandu=MELATI02").status_code == 403

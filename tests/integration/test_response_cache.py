@@ -94,7 +94,10 @@ def test_a_role_change_shows_at_once_in_what_the_user_may_see(app):
     worker = ApiChat(client, "081300000706")
     assert worker.get(f"/api/v1/children/{budi}").status_code == 404
     assert worker.get("/api/v1/worker/children").status_code == 403
-    app.test_cli_runner().invoke(args=["chatbot", "grant-role", "081300000706", "health_worker"])
+    cli = app.test_cli_runner()
+    assert cli.invoke(args=["chatbot", "add-posyandu", "SERUNI08", "Seruni"]).exit_code == 0
+    parent.say("posyandu SERUNI08")
+    assert cli.invoke(args=["chatbot", "grant-role", "081300000706", "admin"]).exit_code == 0
     assert worker.get(f"/api/v1/children/{budi}").status_code == 200
     listed = worker.get("/api/v1/worker/children").get_json()["children"]
     assert [c["name"] for c in listed] == ["Budi"]
@@ -105,6 +108,13 @@ def test_a_role_change_shows_at_once_in_what_the_user_may_see(app):
     other.answer_all(["tidak"] * 10)
     listed = worker.get("/api/v1/worker/children").get_json()["children"]
     assert sorted(c["name"] for c in listed) == ["Budi", "Citra"]
+    # Made a health worker of Budi's posyandu: Citra (none) is gone from what they see.
+    grant = ["chatbot", "grant-role", "081300000706", "health_worker", "--posyandu", "SERUNI08"]
+    assert cli.invoke(args=grant).exit_code == 0
+    listed = worker.get("/api/v1/worker/children").get_json()["children"]
+    assert [c["name"] for c in listed] == ["Budi"]
+    citra = other.get("/api/v1/children").get_json()["children"][0]["id"]
+    assert worker.get(f"/api/v1/children/{citra}").status_code == 404
 
 
 def test_etag_304_cache_control_and_vary(app):
