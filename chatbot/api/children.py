@@ -7,10 +7,12 @@ from typing import Any
 from flask import Blueprint, g, jsonify
 from flask.typing import ResponseReturnValue
 
+from chatbot.api import parse_body
 from chatbot.api.auth import auth_required
+from chatbot.api.schemas import CorrectChild
 from chatbot.auth import STAFF_ROLES
+from chatbot.chat.service import UNCHANGED
 from chatbot.chat.staff import Scope
-from chatbot.db.children import ChildRepository
 from chatbot.db.questionnaires import QuestionnaireRepository
 from chatbot.errors import NotFoundError
 from chatbot.http_cache import cached
@@ -59,15 +61,23 @@ def child_summary(child_id: str) -> ResponseReturnValue:
 def archive_child(child_id: str) -> ResponseReturnValue:
     """Archive a child (e.g. added by mistake): gone from lists and screening, history kept."""
     child = _summary_visible(child_id, staff=False)["child"]  # the parent's own decision
-    repo = ChildRepository(services().db)
-    now = services().clock.now()
-    repo.archive(child["id"], now)
-    services().children.changed(child["userId"], child["id"])
-    services().chat.schedule.changed(child, None, now)  # nothing due for it any more
-    archived = repo.get(child["id"])
+    archived = services().chat.archive_child(child)
     if archived is None:  # children are archived, never deleted
         raise NotFoundError("No such child.")
     return jsonify(child=public_child(archived))
+
+
+@bp.patch("/children/<child_id>")
+@auth_required()
+def correct_child(child_id: str) -> ResponseReturnValue:
+    """Correct a child's birth date or gestation: the next screening and its reminder move."""
+    body = parse_body(CorrectChild)
+    child = _summary_visible(child_id, staff=False)["child"]
+    weeks = body.gestationalWeeks if "gestationalWeeks" in body.model_fields_set else UNCHANGED
+    corrected = services().chat.correct_child(child, body.birthDate, weeks)
+    if corrected is None:
+        raise NotFoundError("No such child.")
+    return jsonify(child=public_child(corrected))
 
 
 @bp.get("/questionnaires/<questionnaire_id>")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from chatbot.phone import InvalidPhoneError, normalise_phone
 
@@ -68,6 +68,19 @@ class OverdueQuery(_In):
         default="rescreen_2_weeks,routine",
         pattern=r"^(routine|rescreen_2_weeks)(,(routine|rescreen_2_weeks))*$",
     )
+
+
+class CorrectChild(_In):
+    birthDate: date | None = Field(default=None, description="YYYY-MM-DD, not in the future")
+    gestationalWeeks: int | None = Field(default=None, ge=22, le=44, description="null: unknown")
+
+    @model_validator(mode="after")
+    def _something(self) -> CorrectChild:
+        if not self.model_fields_set & {"birthDate", "gestationalWeeks"}:
+            raise ValueError("send birthDate or gestationalWeeks")
+        if "birthDate" in self.model_fields_set and self.birthDate is None:
+            raise ValueError("birthDate cannot be removed")
+        return self
 
 
 class DueQuery(_In):

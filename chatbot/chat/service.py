@@ -7,8 +7,9 @@ import hmac
 import logging
 import secrets
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from chatbot.auth import CodeSender, Tokens, hash_code, new_code
 from chatbot.cache import RedisCache
@@ -22,6 +23,7 @@ from chatbot.chat.store import RepositoryStore
 from chatbot.chat.users import UserDirectory
 from chatbot.clock import Clock
 from chatbot.db import Database, DatabaseError, deadline
+from chatbot.db.children import ChildRepository
 from chatbot.db.leases import LeaseRepository, OutageRepository
 from chatbot.db.messages import MessageRepository, next_cursor
 from chatbot.db.receipts import ReceiptLog
@@ -36,6 +38,8 @@ from chatbot.errors import (
 from chatbot.redis_store import RedisStore
 from chatbot.screening.age import AgeRules
 from chatbot.screening.engine import Engine, EngineConfig
+from chatbot.screening.schedule import corrected_next_due
+from chatbot.screening.words import load_limits
 from chatbot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -78,6 +82,8 @@ class ChatService:
         )
         self.history_cache = HistoryCache(redis_store, settings.session_cache_s, cache)
         self.schedule = ReminderSchedule(db, redis_store, settings)
+        self.child_repo = ChildRepository(db)
+        self.limits = load_limits()  # what the conversation accepts for a child
         self.verifications = VerificationRepository(db)
         # The outage window (chatbot/chat/locks.py): read now and then every
         # REDIS_FALLBACK_POLL_S by a thread of this process; it also steers the caches.
@@ -334,6 +340,55 @@ class ChatService:
             self.on_change(user_id, False)
         return count
 
+    # --- a parent's children ----------------------------------------------------------
+    def archive_child(self, child: dict[str, Any]) -> dict[str, Any] | None:
+        """Hide a child (added by mistake): gone from lists, screening and the reminder
+        schedule; its history kept. `child` is the caller's, ownership checked."""
+        now = self.clock.now()
+        self.child_repo.archive(child["id"], now)
+        self.children.changed(child["userId"], child["id"])
+        self.schedule.changed(child, None, now)  # nothing due for it any more
+        return self.child_repo.get(child["id"])
+
+    def correct_child(
+        self, child: dict[str, Any], birth_date: date | None, gestational_weeks: Any
+    ) -> dict[str, Any] | None:
+        """A corrected birth date or gestation (`gestational_weeks` UNCHANGED to keep it):
+        the next routine screening moves with it, and so does its reminder. Under the
+        user's lock, so a screening finishing meanwhile is not overwritten."""
+        with self.user_lock(child["userId"]):
+            current = self.child_repo.get(child["id"])
+            if current is None or current["status"] != "active":
+                return None
+            birth = birth_date or current["birthDate"]
+            today = self.clock.now().astimezone(ZoneInfo(self.settings.timezone)).date()
+            oldest = today.replace(year=today.year - self.limits.child_max_age_years)
+            if not oldest <= birth <= today:
+                raise InvalidInputError(
+                    "The birth date must be in the past 7 years.", code="validation_error"
+                )
+            weeks = (
+                current["gestationalWeeks"] if gestational_weeks is UNCHANGED else gestational_weeks
+            )
+            last = current.get("lastScreening")
+            next_due = None
+            if last and last.get("completedAt"):
+                zone = ZoneInfo(self.settings.timezone)
+                screened_on = last["completedAt"].astimezone(zone).date()
+                if birth > screened_on:
+                    raise InvalidInputError(
+                        "The birth date is after the child's last screening.",
+                        code="validation_error",
+                    )
+                rules = self.engine_config.rules
+                next_due = corrected_next_due(last, birth, weeks, screened_on, rules)
+            self.child_repo.correct(child["id"], birth, weeks, next_due)
+            if last and next_due is not None:
+                last = {**last, "nextDueAt": next_due}
+            self.children.changed(child["userId"], child["id"])
+            self.schedule.changed(current, last, self.clock.now())
+            return self.child_repo.get(child["id"])
+
     def user_lock(self, user_id: str) -> contextlib.AbstractContextManager[None]:
         """One message per user at a time, across every worker of every instance: the
         Redis lock, or a MongoDB lease when Redis is out of reach (chatbot/chat/locks.py).
@@ -344,6 +399,7 @@ class ChatService:
 
 # The failureReason prefix of the reply stored when a turn raised: the message is retried.
 PROCESSING_ERROR = "processing_error"
+UNCHANGED: Any = object()  # correct_child: a field not sent is kept
 
 
 def history_item(message: dict[str, Any]) -> dict[str, Any]:

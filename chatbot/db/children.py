@@ -177,3 +177,19 @@ class ChildRepository:
         if codes is not None:
             query["posyandu"] = {"$in": codes}
         return out(self.col.find_one(query, ROSTER), DATES)
+
+    def correct(
+        self,
+        child_id: str,
+        birth_date: Any,
+        gestational_weeks: int | None,
+        next_due: Any = None,
+    ) -> None:
+        """A corrected birth date or gestation; `next_due` the routine date it moves to."""
+        fields: dict[str, Any] = {
+            "birthDate": to_datetime(birth_date),
+            "gestationalWeeks": gestational_weeks,
+        }
+        if next_due is not None:
+            fields["lastScreening.nextDueAt"] = to_datetime(next_due)
+        self.col.update_one({"_id": oid(child_id, "child"), "status": "active"}, {"$set": fields})

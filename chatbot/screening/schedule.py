@@ -15,6 +15,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from chatbot.screening.age import AgeRules, date_at_age, next_bracket, screening_age
+
 REFERRAL_FOLLOW_UP_AFTER = timedelta(days=7)
 # What is due -> the WhatsApp template that reminds of it (chatbot/data/whatsapp_templates.json).
 TEMPLATE = {
@@ -60,6 +62,26 @@ def due_of(last_screening: Mapping[str, Any] | None) -> Due | None:
     if action == "refer" and completed is not None:
         return Due("referral_follow_up", completed + REFERRAL_FOLLOW_UP_AFTER)
     return None
+
+
+def corrected_next_due(
+    last_screening: Mapping[str, Any] | None,
+    birth: date,
+    gestational_weeks: int | None,
+    screened_on: date,
+    rules: AgeRules,
+) -> date | None:
+    """The next routine screening's date once the birth date (or gestation) is corrected:
+    the next KPSP age after the last bracket, from the corrected reference birth date as
+    scoring computed it. None when the last result did not set a routine date (a re-screen
+    stays two weeks after its screening, a referral's follow-up a week after it)."""
+    if not last_screening or last_screening.get("nextAction") != "routine":
+        return None
+    following = next_bracket(int(last_screening["bracket"]))
+    if following is None:
+        return None
+    reference = screening_age(birth, screened_on, gestational_weeks, rules).reference_birth
+    return date_at_age(reference, following, rules)
 
 
 @dataclass(frozen=True)

@@ -232,3 +232,36 @@ def test_a_change_while_redis_is_down_is_kept_in_mongodb_and_applied_from_the_ch
     assert due_at(stack, child["_id"]) == at_jakarta(due, 8)
     with stack.app.app_context():
         assert mongo.db["reminder_changes"].count_documents({}) == 0
+
+
+def test_a_corrected_birth_date_moves_the_next_screening_and_its_reminder(stack, frozen_clock):
+    chat = screened(stack, "081300000811", ["ya"] * 10, name="Gita")
+    child = child_of(stack, "+6281300000811")
+    due = child["lastScreening"]["nextDueAt"].date()
+    assert due_at(stack, child["_id"]) == at_jakarta(due, 8)
+    # Born a month earlier than typed: the 24-month screening comes a month sooner.
+    response = chat.client.patch(
+        f"/api/v1/children/{child['_id']}", headers=chat.headers, json={"birthDate": "2029-04-10"}
+    )
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["child"]["birthDate"] == "2029-04-10"
+    moved = child_of(stack, "+6281300000811")["lastScreening"]["nextDueAt"].date()
+    assert moved == datetime(2031, 3, 26).date()  # 23 months + 16 days after 2029-04-10
+    assert due_at(stack, child["_id"]) == at_jakarta(moved, 8)
+    # Born preterm (32 weeks): the corrected age puts the screening 8 weeks later.
+    response = chat.client.patch(
+        f"/api/v1/children/{child['_id']}", headers=chat.headers, json={"gestationalWeeks": 32}
+    )
+    assert response.status_code == 200
+    later = child_of(stack, "+6281300000811")["lastScreening"]["nextDueAt"].date()
+    assert later == moved + timedelta(weeks=8)
+    assert due_at(stack, child["_id"]) == at_jakarta(later, 8)
+    # Refused: birth dates in the future (the screening was today), an empty body.
+    for body in ({"birthDate": "2031-04-01"}, {"birthDate": "2031-03-11"}, {}):
+        bad = chat.client.patch(f"/api/v1/children/{child['_id']}", headers=chat.headers, json=body)
+        assert bad.status_code == 400, body
+        assert bad.get_json()["error"]["code"] == "validation_error"
+    # Archived: nothing due any more.
+    archived = chat.client.post(f"/api/v1/children/{child['_id']}/archive", headers=chat.headers)
+    assert archived.status_code == 200
+    assert due_at(stack, child["_id"]) is None
