@@ -351,7 +351,18 @@ def test_the_page_works_under_its_content_security_policy(stack, browser, world)
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert response.headers["cache-control"] == "no-cache"
+    # Pages of one child, to walk "Load more" along the API's nextCursor.
+    page.route(
+        "**/api/v1/worker/due*",
+        lambda route: route.continue_(url=route.request.url.replace("limit=50", "limit=1")),
+    )
     sign_in(stack, page, WORKER_BOTH)
+    assert shown_names(page) == ["Ayu Lestari"]
+    for shown in range(2, 5):
+        page.click("#more")
+        expect(page.locator("#children tbody button.open")).to_have_count(shown)
+    expect(page.locator("#more")).to_be_hidden()
+    page.unroute("**/api/v1/worker/due*")
     assert shown_names(page) == ["Ayu Lestari", "Bagus", "Citra", "Dimas"]
     expect(page.locator("#posyandu")).to_be_visible()
     page.select_option("#posyandu", CODE_B)
