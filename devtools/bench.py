@@ -29,7 +29,10 @@ request's *intended* send time, so queueing shows instead of slowing the client 
    1 in 10 redelivered, two queue workers, the Graph API emulator: acknowledgement and
    inbound-to-send latency, sends per second against the limit, queue depth over time;
    then 0 lost, 0 processed twice, 0 sent twice, order per user.
-8. The goals, as PASS/MISS; docs/benchmarks.md, docs/benchmarks-latency.png and
+8. Follow-up (devtools/bench_followup.py): a posyandu of 2,000 children among 1,000 and
+   then 100,000 others: the health workers' first list and CSV export through nginx, and
+   the reminder job (1,000 and 5,000 due): time and MongoDB operations per reminder.
+9. The goals, as PASS/MISS; docs/benchmarks.md, docs/benchmarks-latency.png and
    docs/benchmarks-whatsapp.png.
 
 Everything shares the machine's cores, so absolute numbers are this machine's: read the
@@ -84,6 +87,7 @@ from tests.harness import (  # noqa: E402 -- after sys.path
 )
 
 sys.path.insert(0, str(ROOT / "devtools"))  # devtools is not a package
+import bench_followup  # noqa: E402 -- after sys.path
 import bench_whatsapp  # noqa: E402 -- after sys.path
 
 VEGETA = ROOT / ".build" / "bin" / "vegeta"
@@ -128,6 +132,12 @@ class Config:
     whatsapp_rates: list[int] = field(default_factory=lambda: [50, 100, 200, 400])
     whatsapp_seconds: float = 10.0
     whatsapp_max_rate: int = 3200
+    # The follow-up section (devtools/bench_followup.py): children elsewhere, reminders due.
+    followup: bool = True
+    followup_only: bool = False
+    followup_sizes: tuple[int, ...] = (1_000, 100_000)
+    followup_due: dict[int, int] = field(default_factory=lambda: {1_000: 1_000, 100_000: 5_000})
+    followup_seconds: float = 15.0
     quick: bool = False
 
 
@@ -151,6 +161,9 @@ def quick_config() -> Config:
         whatsapp_rates=[20],
         whatsapp_seconds=2,
         whatsapp_max_rate=20,
+        followup_sizes=(200, 2_000),
+        followup_due={200: 100, 2_000: 500},
+        followup_seconds=3,
         quick=True,
     )
 
@@ -501,6 +514,8 @@ class Stack:
             # The benchmark measures the service, not the rate limiter's 429s.
             "RATE_LIMIT_DEFAULT": "10000000 per minute",
             "CHAT_RATE_LIMIT": "10000000 per minute",
+            # The follow-up section runs the reminder job itself, commands counted.
+            "REMINDERS_ENABLED": "0",
             **bench_whatsapp.app_env(self.graph.url),
         }
 
@@ -1004,6 +1019,11 @@ class Bench:
         seed_results(self.db(), self.users)
         self.chat = ChatTargets(base, self.users, cfg.dup_every)
         print(f"  done in {time.monotonic() - t0:.0f} s\n", flush=True)
+        if cfg.followup_only:
+            self.results["followup"] = self.followup()
+            self.results["goals"] = bench_followup.goals(self.results["followup"])
+            print_goals(self.results["goals"])
+            return
         if cfg.whatsapp_only:
             self.results["whatsapp"] = self.whatsapp()
             self.results["goals"] = bench_whatsapp.goals(self.results["whatsapp"])
@@ -1055,12 +1075,23 @@ class Bench:
         # 7. WhatsApp: signed webhooks through nginx, the queue, the sends.
         if cfg.whatsapp:
             self.results["whatsapp"] = self.whatsapp()
+        # 8. Follow-up: the health workers' page and the reminder job as data grows.
+        if cfg.followup:
+            self.results["followup"] = self.followup()
         self.results["goals"] = (
             goals(self.results, caps, db_rate, self.chat_steps, probes)
             + cache_goals(self.results.get("cache"), cfg)
             + bench_whatsapp.goals(self.results.get("whatsapp"))
+            + bench_followup.goals(self.results.get("followup"))
         )
         print_goals(self.results["goals"])
+
+    def followup(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return bench_followup.FollowUpBench(
+            self.stack, self.vegeta, self.db(), target, print_step,
+            cfg.followup_sizes, cfg.followup_due, cfg.followup_seconds,
+        ).run()  # fmt: skip
 
     def whatsapp(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -2118,6 +2149,8 @@ def write_docs(results: dict[str, Any], cfg: Config) -> None:
         lines += [*cache_docs(results["cache"], cfg), ""]
     if results.get("whatsapp"):
         lines += [*bench_whatsapp.docs(results["whatsapp"]), ""]
+    if results.get("followup"):
+        lines += [*bench_followup.docs(results["followup"]), ""]
     lines.append(END)
     section = "\n".join(lines)
     text = DOCS.read_text() if DOCS.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
@@ -2208,6 +2241,17 @@ def parse_args() -> tuple[Config, argparse.Namespace]:
         help="measure the WhatsApp webhook and queue at the end (default: yes)",
     )
     parser.add_argument(
+        "--followup",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the reminders and the health workers' page at the end (default: yes)",
+    )
+    parser.add_argument(
+        "--followup-only",
+        action="store_true",
+        help="set up the users, then only the follow-up section",
+    )
+    parser.add_argument(
         "--whatsapp-only",
         action="store_true",
         help="set up the users, then only the WhatsApp section",
@@ -2216,6 +2260,8 @@ def parse_args() -> tuple[Config, argparse.Namespace]:
     cfg = quick_config() if args.quick else Config()
     cfg.whatsapp = args.whatsapp
     cfg.whatsapp_only = args.whatsapp_only
+    cfg.followup = args.followup
+    cfg.followup_only = args.followup_only
     if args.rates:
         cfg.rates = [int(r) for r in args.rates.split(",")]
         cfg.max_rate = max(cfg.max_rate, max(cfg.rates))
@@ -2230,7 +2276,7 @@ def parse_args() -> tuple[Config, argparse.Namespace]:
         cfg.sizes = (small, large)
     cfg.cache_layer = args.cache_layer
     if args.docs is None:
-        args.docs = not cfg.quick and not cfg.whatsapp_only
+        args.docs = not cfg.quick and not cfg.whatsapp_only and not cfg.followup_only
     return cfg, args
 
 

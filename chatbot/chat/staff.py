@@ -14,7 +14,7 @@ import csv
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -296,12 +296,10 @@ class StaffService:
         posyandu's children are one read; their screenings stream); results and actions
         worded in `language`. Returns (file name, lines)."""
         _, codes = self._codes(user, posyandu)
-        start, end = month_bounds(month, self.today())
-        children = {c["id"]: c for c in self.children.of_posyandu(codes)}
+        start, _ = month_bounds(month, self.today())
+        month_key = start.strftime("%Y-%m")
+        name = f"kpsp-{'-'.join(codes) or 'none'}-{month_key}.csv"
         zone = self.zone
-        first = datetime.combine(start, time.min, tzinfo=zone).astimezone(UTC)
-        last = datetime.combine(end, time.min, tzinfo=zone).astimezone(UTC)
-        name = f"kpsp-{'-'.join(codes) or 'none'}-{start.strftime('%Y-%m')}.csv"
 
         def lines() -> Iterator[str]:
             buffer = io.StringIO()
@@ -314,20 +312,22 @@ class StaffService:
                 return buffer.getvalue()
 
             yield "\ufeff" + line(EXPORT_HEADER)  # the BOM: spreadsheets then read UTF-8
-            if not children:
-                return
-            for s in self.questionnaires.completed_between(list(children), first, last):
-                child = children[s["childId"]]
-                on = s["completedAt"].astimezone(zone).date()
-                yield line((
-                    child.get("posyandu") or "",
-                    safe_cell(child["name"]),
-                    child["sex"],
-                    _age_months(child["birthDate"], on),
-                    on.isoformat(),
-                    self.texts(f"category_{s['category']}", language),
-                    self._action(s, language),
-                ))  # fmt: skip
+            # Each row from the screening alone (it carries the child's name, sex and
+            # age then): no read of the children, and what the month's report needs is
+            # what was true on the day.
+            for code in codes:
+                for s in self.questionnaires.completed_in_month(code, month_key):
+                    on = s["completedAt"].astimezone(zone).date()
+                    age = (s.get("age") or {}).get("chronological") or {}
+                    yield line((
+                        code,
+                        safe_cell(s.get("childName") or ""),
+                        s.get("childSex") or "",
+                        age.get("months", ""),
+                        on.isoformat(),
+                        self.texts(f"category_{s['category']}", language),
+                        self._action(s, language),
+                    ))  # fmt: skip
 
         return name, lines()
 

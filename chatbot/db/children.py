@@ -18,8 +18,12 @@ ROSTER = {
 
 
 def _scoped(query: dict[str, Any], posyandu: list[str] | None) -> dict[str, Any]:
-    """A staff query limited to the children of these posyandu (None: every child)."""
-    return query if posyandu is None else {**query, "posyandu": {"$in": posyandu}}
+    """A staff query limited to the children of these posyandu (None: every child).
+    One posyandu as an equality: FerretDB pushes an equality down to PostgreSQL, not `$in`
+    (docs/worker.md, "Cost"), so a worker's usual query does not grow with the system."""
+    if posyandu is None:
+        return query
+    return {**query, "posyandu": posyandu[0] if len(posyandu) == 1 else {"$in": posyandu}}
 
 
 class ChildRepository:
@@ -157,18 +161,25 @@ class ChildRepository:
         return [out(d, DATES) for d in cursor]
 
     def link_posyandu(self, user_id: str, code: str) -> int:
-        """The parent's active children join the posyandu (a family goes to one)."""
+        """The parent's active children join the posyandu (a family goes to one), and so
+        do their screenings (the posyandu's monthly export reads them by posyandu)."""
         result = self.col.update_many(
             {"userId": oid(user_id, "user"), "status": "active"}, {"$set": {"posyandu": code}}
+        )
+        self.col.database["questionnaires"].update_many(
+            {"userId": oid(user_id, "user")}, {"$set": {"posyandu": code}}
         )
         return result.matched_count
 
     def of_posyandu(self, codes: list[str]) -> list[dict[str, Any]]:
-        """The active children of these posyandu, by id (the health workers' month list)."""
-        cursor = self.col.find({"posyandu": {"$in": codes}, "status": "active"}, ROSTER).sort(
-            "_id", ASCENDING
-        )
-        return [out(d, DATES) for d in cursor]
+        """The active children of these posyandu, by id (the health workers' month list).
+        One equality query per posyandu: its cost follows the posyandu, not the system."""
+        found = [
+            out(d, DATES)
+            for code in codes
+            for d in self.col.find({"posyandu": code, "status": "active"}, ROSTER)
+        ]
+        return sorted(found, key=lambda c: c["id"])
 
     def get_in_posyandu(self, child_id: str, codes: list[str] | None) -> dict[str, Any] | None:
         """The active child if it is in one of `codes` (None: any posyandu, an admin):

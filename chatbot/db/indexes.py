@@ -57,10 +57,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     "questionnaires": [
         IndexModel([("childId", ASCENDING)], name="childId_1"),
-        # The monthly export: a posyandu's children's screenings completed in a month.
+        # The monthly export: a posyandu's screenings completed in a month.
         IndexModel(
-            [("childId", ASCENDING), ("status", ASCENDING), ("completedAt", ASCENDING)],
-            name="childId_1_status_1_completedAt_1",
+            [("posyandu", ASCENDING), ("completedMonth", ASCENDING), ("status", ASCENDING)],
+            name="posyandu_1_completedMonth_1_status_1",
         ),
         IndexModel([("riskLevel", ASCENDING)], name="riskLevel_1"),
         # A child's latest results, newest first.

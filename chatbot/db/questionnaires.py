@@ -15,7 +15,8 @@ DATES = ("referenceBirthDate", "screeningDate")
 HISTORY = {
     "childId": 1, "screeningDate": 1, "referenceBirthDate": 1, "bracket": 1,
     "category": 1, "riskLevel": 1, "yesCount": 1, "itemCount": 1, "noByDomain": 1,
-    "nextAction": 1, "nextDueAt": 1, "completedAt": 1,
+    "nextAction": 1, "nextDueAt": 1, "completedAt": 1, "posyandu": 1,
+    "childName": 1, "childSex": 1, "age": 1,
 }  # fmt: skip
 SUMMARY = {"riskLevel": 1, "completedAt": 1}
 
@@ -115,17 +116,13 @@ class QuestionnaireRepository:
         )
         return [out(d, DATES) for d in cursor]
 
-    def completed_between(
-        self, child_ids: list[str], start: datetime, end: datetime
-    ) -> Iterator[dict[str, Any]]:
-        """The screenings of these children completed in [start, end), oldest first, as a
-        cursor: the monthly export streams it row by row."""
+    def completed_in_month(self, posyandu: str, month: str) -> Iterator[dict[str, Any]]:
+        """The posyandu's screenings completed in `month` ("2031-03", the local calendar),
+        oldest first, as a cursor: the monthly export streams it row by row. Equalities
+        only: FerretDB pushes them down to PostgreSQL, so the cost follows the month's
+        screenings, not the collection."""
         cursor = self.col.find(
-            {
-                "childId": {"$in": [oid(i, "child") for i in child_ids]},
-                "status": "completed",
-                "completedAt": {"$gte": start, "$lt": end},
-            },
+            {"posyandu": posyandu, "completedMonth": month, "status": "completed"},
             HISTORY,
         ).sort([("completedAt", ASCENDING), ("_id", ASCENDING)])
         return (out(d, DATES) for d in cursor)

@@ -116,6 +116,9 @@ def start_screening(c: Conversation, child: dict[str, Any]) -> None:
             "childId": child["id"],
             # The result names the child without reading the child again.
             "childName": child["name"],
+            # The posyandu's monthly export reads screenings by these two (db/questionnaires.py).
+            "posyandu": child.get("posyandu"),
+            "childSex": child.get("sex"),
             "userId": c.user_id,
             "instrument": bank.instrument,
             "bankVersion": bank.version,
@@ -242,6 +245,7 @@ def finish(c: Conversation, questionnaire: dict[str, Any]) -> None:
         nextAction=result.next_action,
         nextDueAt=result.next_due,
         completedAt=c.now,
+        completedMonth=c.today.strftime("%Y-%m"),
     )
     c.remember_questionnaire(None, questionnaire["id"])
     name = questionnaire.get("childName")
