@@ -21,8 +21,7 @@ from chatbot.api import parse_body, parse_query
 from chatbot.api.auth import auth_required
 from chatbot.api.schemas import NewPosyandu, RoleGrant
 from chatbot.db.metrics import AlertRepository, MetricsRepository
-from chatbot.errors import InvalidInputError, InvalidPhoneError
-from chatbot.phone import normalise_phone
+from chatbot.errors import InvalidInputError
 from chatbot.services import services
 
 bp = Blueprint("admin", __name__)
@@ -267,15 +266,12 @@ def create_posyandu() -> ResponseReturnValue:
     return jsonify(posyandu=created), 201
 
 
-@bp.put("/admin/users/<phone>/role")
+@bp.put("/admin/roles")
 @auth_required("admin")
-def grant_role(phone: str) -> ResponseReturnValue:
+def grant_role() -> ResponseReturnValue:
     """A registered number's role, and the posyandu a health worker serves (as
-    `flask --app wsgi chatbot grant-role`): it applies to the user's next request."""
+    `flask --app wsgi chatbot grant-role`): it applies to the user's next request. The
+    number is in the body, not the path: paths are logged (nginx), phone numbers never."""
     body = parse_body(RoleGrant)
-    try:
-        number = normalise_phone(phone)
-    except InvalidPhoneError as exc:
-        raise InvalidInputError(str(exc), code="validation_error") from None
-    granted = services().staff.grant_role(number, body.role, body.posyandu)
+    granted = services().staff.grant_role(body.phoneNumber, body.role, body.posyandu)
     return jsonify(granted)

@@ -63,7 +63,7 @@ OPERATIONS: list[Operation] = [
     ("get", "/admin/posyandu", "Every posyandu", None, {200: s.PosyanduList}, ADMIN),
     ("post", "/admin/posyandu", "Create a posyandu", s.NewPosyandu,
      {201: s.CreatedPosyandu}, ADMIN),
-    ("put", "/admin/users/{phone}/role", "A user's role and posyandu", s.RoleGrant,
+    ("put", "/admin/roles", "A user's role and posyandu", s.RoleGrant,
      {200: s.RoleResult}, ADMIN),
     ("get", "/admin/metrics/current", "Each instance's newest metrics snapshot", None,
      {200: admin.CurrentMetrics}, ADMIN),
@@ -85,7 +85,7 @@ EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
     s.CorrectChild: {"birthDate": "2029-05-10", "gestationalWeeks": 38},
     s.NewContact: {"kind": "contacted", "note": "called, visit on Tuesday"},
     s.NewPosyandu: {"code": "MAWAR01", "name": "Posyandu Mawar"},
-    s.RoleGrant: {"role": "health_worker", "posyandu": ["MAWAR01"]},
+    s.RoleGrant: {"phoneNumber": "081234567890", "role": "health_worker", "posyandu": ["MAWAR01"]},
 }
 
 # GETs whose 200 carries an ETag, answered with 304 when If-None-Match names it: the

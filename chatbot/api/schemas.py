@@ -99,6 +99,9 @@ class DueQuery(_In):
 
 class ExportQuery(_In):
     month: str | None = Field(default=None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    language: Literal["id", "en"] | None = Field(
+        default=None, description="of the results and actions; default the user's"
+    )
     posyandu: str | None = Field(default=None, max_length=20, pattern=r"^[A-Za-z0-9-]+$")
 
 
@@ -113,8 +116,17 @@ class NewPosyandu(_In):
 
 
 class RoleGrant(_In):
+    phoneNumber: str = Field(max_length=32, description="a number that started a chat")
     role: Literal["parent", "health_worker", "admin"]
     posyandu: list[str] = Field(default=[], max_length=50, description="health workers only")
+
+    @field_validator("phoneNumber")
+    @classmethod
+    def _phone(cls, v: str) -> str:
+        try:
+            return normalise_phone(v)
+        except InvalidPhoneError as exc:
+            raise ValueError(str(exc)) from None
 
 
 # --- responses (documented in OpenAPI; the views build plain dicts of these shapes) ---

@@ -82,7 +82,7 @@ def add_contact(child_id: str) -> ResponseReturnValue:
 def export() -> ResponseReturnValue:
     """The month's screenings of a posyandu as CSV, streamed as the database cursor reads."""
     query = parse_query(ExportQuery)
-    language = g.user.get("language") or "id"
+    language = query.language or g.user.get("language") or "id"
     name, lines = services().staff.export_rows(
         g.user, query.month, query.posyandu and query.posyandu.upper(), language
     )

@@ -243,6 +243,8 @@ def test_the_export_is_a_streamed_csv_a_spreadsheet_reads(world):
     assert body["Anaku"][3] == "22"
     assert body["Anaku"][4] == "2031-03-10"
     assert body["Bobi"][5] == "meragukan"
+    english = both.get("/api/v1/worker/export.csv?month=2031-03&language=en").get_data()
+    assert "doubtful" in english.decode("utf-8-sig")
     # Another month has no screenings: the header only.
     empty = both.get("/api/v1/worker/export.csv?month=2031-02").get_data().decode("utf-8-sig")
     assert empty.strip() == "posyandu,child,sex,age_months,date,result,action"
@@ -268,7 +270,8 @@ def test_roles_and_posyandu_through_the_admin_api(world, app):
     admin, client = world["admin"], world["client"]
 
     def put(phone, body):
-        return client.put(f"/api/v1/admin/users/{phone}/role", headers=admin.headers, json=body)
+        body = {"phoneNumber": phone, **body}
+        return client.put("/api/v1/admin/roles", headers=admin.headers, json=body)
 
     created = client.post(
         "/api/v1/admin/posyandu", headers=admin.headers, json={"code": "Tulip06", "name": "Tulip"}
@@ -292,9 +295,9 @@ def test_roles_and_posyandu_through_the_admin_api(world, app):
     assert put("not-a-number", {"role": "admin"}).status_code == 400
     # Only an admin.
     denied = client.put(
-        "/api/v1/admin/users/081310000011/role",
+        "/api/v1/admin/roles",
         headers=world["a"].headers,
-        json={"role": "admin"},
+        json={"phoneNumber": "081310000011", "role": "admin"},
     )
     assert denied.status_code == 403
     result = cli(app, "grant-role", "081310000012", "health_worker", "--posyandu", "NOPE")

@@ -632,6 +632,7 @@ $("download").addEventListener("click", async () => {
   const params = new URLSearchParams();
   if ($("month").value) params.set("month", $("month").value);
   if ($("posyandu").value) params.set("posyandu", $("posyandu").value);
+  params.set("language", language); // the result and action words, as the page reads
   const button = $("download");
   button.disabled = true;
   try {
