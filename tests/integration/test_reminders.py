@@ -12,9 +12,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis as redis_py
+import redis.lock
 from bson import ObjectId
 
-from chatbot.chat.reminders import ReminderSchedule
+from chatbot.chat.reminders import ReminderSchedule, ReminderService
 from chatbot.extensions import mongo
 from chatbot.redis_store import RedisStore
 from tests.integration.test_whatsapp import Stack
@@ -265,3 +266,50 @@ def test_a_corrected_birth_date_moves_the_next_screening_and_its_reminder(stack,
     archived = chat.client.post(f"/api/v1/children/{child['_id']}/archive", headers=chat.headers)
     assert archived.status_code == 200
     assert due_at(stack, child["_id"]) is None
+
+
+def test_a_scheduler_killed_mid_run_then_two_unlocked_send_no_reminder_twice(
+    stack, frozen_clock, monkeypatch
+):
+    """The claim in `reminders_sent`, not the lock, is what keeps a reminder single: a run
+    dies after claiming its third reminder (before sending it); its lock expires; two
+    schedulers then run at once with no lock between them. Every other reminder goes
+    once, the one claimed by the dead run never (at most once)."""
+    phones = [f"08130000082{i}" for i in range(6)]
+    for phone in phones:
+        screened(stack, phone, ["ya"] * 10)
+    due = child_of(stack, "+62" + phones[0][1:])["lastScreening"]["nextDueAt"].date()
+    run(stack)
+    frozen_clock.move_to(at_jakarta(due, 9))
+    send = ReminderService._send
+    calls: list[str] = []
+
+    def dies_at_the_third(self, child_id, item, user):
+        calls.append(child_id)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the process dies: claimed, not sent
+        send(self, child_id, item, user)
+
+    monkeypatch.setattr(ReminderService, "_send", dies_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        run(stack)
+    monkeypatch.setattr(ReminderService, "_send", send)
+    client = redis_py.Redis.from_url(stack.settings.redis_url)
+    client.delete(f"{stack.settings.redis_key_prefix}reminders:run")  # its lock expired
+    client.close()
+    # Two schedulers at once, which the lock does not keep apart.
+    monkeypatch.setattr(redis.lock.Lock, "acquire", lambda self, *a, **k: True)
+    monkeypatch.setattr(redis.lock.Lock, "release", lambda self: None)
+    reports: list[dict] = []
+    threads = [threading.Thread(target=lambda: reports.append(run(stack))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wa_ids = ["62" + p[1:] for p in phones]
+    templates_to(stack, wa_ids[-1], 1, 5)  # the queue worker has sent
+    time.sleep(1)  # and anything sent twice has arrived by now
+    sent = {wa_id: templates_to(stack, wa_id) for wa_id in wa_ids}
+    assert sorted(len(s) for s in sent.values()) == [0, 1, 1, 1, 1, 1], (sent, reports)
+    with stack.app.app_context():
+        assert mongo.db["reminders_sent"].count_documents({}) == 6
