@@ -194,8 +194,9 @@ class StaffService:
             visited = (
                 contact.get("kind") == "referral_visited" and contact["at"] >= completed
             ) or (referral.get("visited") and referral["answeredAt"] >= completed)
-            if not visited:
-                return "referred"
+            # Visited: the health professional it was referred to follows the child now;
+            # off the cadres' list until its next screening.
+            return None if visited else "referred"
         if last.get("nextAction") == "rescreen_2_weeks":
             return "rescreen"
         due = last.get("nextDueAt")
