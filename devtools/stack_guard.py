@@ -62,12 +62,31 @@ def stop(found: list[psutil.Process]) -> None:
             p.send_signal(signal.SIGINT if postmaster else signal.SIGTERM)
         except psutil.Error:
             pass
-    _, alive = psutil.wait_procs(found, timeout=STOP_WAIT_S)
+    alive = _wait_stopped(found, STOP_WAIT_S)
     for p in alive:
         print(f"chatbot: pid {p.pid} did not stop within {STOP_WAIT_S:g} s; SIGKILL")
         with contextlib.suppress(psutil.Error):
             p.kill()
-    psutil.wait_procs(alive, timeout=5)
+    _wait_stopped(alive, 5)
+
+
+def _wait_stopped(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Those of `procs` still running after up to `timeout` s. A zombie has stopped: it
+    waits only for its parent to reap it (psutil.wait_procs would wait out the timeout on
+    a process that is not our child)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [p for p in procs if _running(p)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:  # gone (NoSuchProcess), or no longer ours to look at
+        return False
 
 
 def describe(p: psutil.Process) -> str:

@@ -68,14 +68,19 @@ def test_three_starts_one_unclean_each_healthy_and_nothing_left(stack_env):
     previous: set[int] = set()
     results = []
     left_behind = None
-    for number, kind in enumerate(kinds, start=1):
-        if number == 3:
-            left_behind = _leave_a_redis_behind(env)
-        result, previous = start_loop.one_start(number, kind, env, log, previous)
-        print(result.line())
-        results.append(result)
-        assert result.ok, f"{result.line()}\n{log.read_text(errors='replace')[-4000:]}"
-    assert left_behind is not None and left_behind.wait(10) is not None  # stopped by the start
+    try:
+        for number, kind in enumerate(kinds, start=1):
+            if number == 3:
+                left_behind = _leave_a_redis_behind(env)
+            result, previous = start_loop.one_start(number, kind, env, log, previous)
+            print(result.line())
+            results.append(result)
+            assert result.ok, f"{result.line()}\n{log.read_text(errors='replace')[-4000:]}"
+        assert left_behind is not None and left_behind.wait(10) is not None  # stopped by it
+    finally:
+        if left_behind is not None and left_behind.poll() is None:
+            left_behind.kill()
+            left_behind.wait()
     assert "left by an earlier run: redis-server" in log.read_text(errors="replace")
     assert stack_guard.leftovers(env["STACK_VAR"]) == []
 
